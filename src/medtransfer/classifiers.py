@@ -1,0 +1,68 @@
+"""Classifiers on features (the paper's linear one-vs-rest SVM and Pal's alternatives) and on
+raw pixels (Patel's baselines). Every estimator gets the run's seed."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+from sklearn.tree import DecisionTreeClassifier
+
+
+def make_classifier(name: str, seed: int, svm_c: float = 1.0, threads: int = 1) -> ClassifierMixin:
+    """LinearSVC rather than SVC(kernel='linear', probability=True): the same linear one-vs-rest
+    decision functions and AUC, without the Platt-scaling cross-validation that makes the
+    latter about two orders of magnitude slower (see benchmarks/)."""
+    if name == "svm":
+        return make_pipeline(
+            StandardScaler(), LinearSVC(C=svm_c, max_iter=10000, random_state=seed)
+        )
+    if name == "logreg":
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+    if name in ("mlp1", "mlp2"):
+        hidden = (256,) if name == "mlp1" else (256, 128)
+        return make_pipeline(
+            StandardScaler(),
+            MLPClassifier(hidden, max_iter=500, early_stopping=True, random_state=seed),
+        )
+    if name == "dt":
+        return DecisionTreeClassifier(random_state=seed)
+    if name == "rf":
+        return RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=threads)
+    raise ValueError(f"unknown classifier {name!r}")
+
+
+def class_scores(model: ClassifierMixin, x: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n, k) scores, one column per class: decision functions where the model has them."""
+    if hasattr(model, "decision_function"):
+        scores = model.decision_function(x)
+        if scores.ndim == 1:  # binary: one margin, positive means class 1
+            scores = np.column_stack([-scores, scores])
+    else:
+        scores = model.predict_proba(x)
+    present = model.classes_
+    if len(present) != n_classes:  # a class absent from train gets the lowest score
+        full = np.full((len(x), n_classes), scores.min() - 1.0)
+        full[:, present] = scores
+        scores = full
+    return np.asarray(scores, dtype=np.float64)
+
+
+def fit_and_score(
+    name: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    n_classes: int,
+    seed: int,
+    svm_c: float = 1.0,
+    threads: int = 1,
+) -> np.ndarray:
+    model = make_classifier(name, seed, svm_c, threads)
+    model.fit(x_train, y_train)
+    return class_scores(model, x_test, n_classes)

@@ -1,0 +1,155 @@
+"""The experiment configuration: validation, method names and the run grid."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+NO_SOURCE = "none"
+IMAGENET = "imagenet"
+SPECIAL_SOURCES = (NO_SOURCE, IMAGENET)
+MIN_IMAGE_SIZE = 32
+
+FEATURE_CLASSIFIERS = ("svm", "logreg", "mlp1", "mlp2")
+PIXEL_CLASSIFIERS = ("dt", "rf")
+FREEZE_MODES = ("all", "last", "first", "firstlast")
+_FT_PATTERN = re.compile(
+    r"^ft(?:-(?P<freeze>last|first|firstlast))?(?P<randhead>-randhead)?-(?P<clf>[a-z0-9]+)$"
+)
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot produce correct results; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way of turning a source model and a target task into scores.
+
+    kind: 'fe' (frozen features), 'ft' (fine-tuned network) or 'pixels' (no network).
+    variant: the fine-tuning variant ('all', 'last', 'first', 'firstlast', each optionally
+    with '-randhead'), shared by every classifier scored on the same fine-tuned network.
+    """
+
+    name: str
+    kind: str
+    classifier: str
+    variant: str | None = None
+
+
+def parse_method(name: str) -> Method:
+    """Parse a method name such as 'fe-svm', 'ft-last-svm', 'ft-randhead-head', 'pixels-rf'."""
+    kind, _, rest = name.partition("-")
+    if kind == "fe" and rest in FEATURE_CLASSIFIERS:
+        return Method(name, "fe", rest)
+    if kind == "pixels" and rest in PIXEL_CLASSIFIERS:
+        return Method(name, "pixels", rest)
+    match = _FT_PATTERN.match(name)
+    if match and match["clf"] in (*FEATURE_CLASSIFIERS, "head"):
+        variant = (match["freeze"] or "all") + (match["randhead"] or "")
+        return Method(name, "ft", match["clf"], variant)
+    raise ConfigError(
+        f"methods: unknown method {name!r}; use fe-<clf> (clf in {', '.join(FEATURE_CLASSIFIERS)}), "
+        f"ft[-last|-first|-firstlast][-randhead]-<clf or head>, or pixels-<dt|rf>"
+    )
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file; anything that is not a YAML mapping is refused by name."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a YAML mapping of keys, not {data!r:.60}")
+    return data
+
+
+def validate_schema(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> None:
+    """JSON-schema validation that fills defaults, as snakemake.utils.validate does."""
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(schema_path), set_default=True)
+    except Exception as error:  # snakemake wraps jsonschema's error in WorkflowError
+        raise ConfigError(str(error)) from error
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Checks the schema cannot express: names that refer to each other, the grid's sanity."""
+    datasets, tasks = config["datasets"], config["tasks"]
+    for task, spec in tasks.items():
+        if spec["dataset"] not in datasets:
+            raise ConfigError(
+                f"tasks.{task}.dataset: unknown dataset {spec['dataset']!r}; "
+                f"known: {', '.join(sorted(datasets))}"
+            )
+        classes = spec.get("classes")
+        if classes is not None and len(classes) < 2:
+            raise ConfigError(
+                f"tasks.{task}.classes: a classification task needs at least 2 classes, "
+                f"got {list(classes)}"
+            )
+    for task in [*config["targets"], *trained_sources(config)]:
+        if task not in tasks:
+            raise ConfigError(
+                f"{task!r} (in sources or targets) is not a task; known tasks: "
+                f"{', '.join(sorted(tasks))}"
+            )
+    for name in config["methods"]:
+        parse_method(name)
+    if config["image_size"] < MIN_IMAGE_SIZE:
+        raise ConfigError(f"image_size: {config['image_size']} is below VGG16's minimum of 32")
+    if len(set(config["seeds"])) != len(config["seeds"]):
+        raise ConfigError(f"seeds: repeated seed in {config['seeds']}")
+
+
+def trained_sources(config: dict[str, Any]) -> list[str]:
+    """Sources that are VGG16 networks trained from scratch on a task of the config."""
+    return [s for s in config["sources"] if s not in SPECIAL_SOURCES]
+
+
+def same_data(config: dict[str, Any], source: str, target: str) -> bool:
+    """True where source and target come from one dataset (the paper's 'N.A.' cells)."""
+    tasks = config["tasks"]
+    return source in tasks and tasks[source]["dataset"] == tasks[target]["dataset"]
+
+
+@dataclass(frozen=True)
+class Run:
+    target: str
+    source: str
+    method: Method
+    seed: int
+
+
+def grid_runs(config: dict[str, Any], sources: list[str] | None = None) -> list[Run]:
+    """Every (target, source, method, seed) the config asks for.
+
+    Pixel baselines use no network, so they run once per target under source 'none'.
+    Runs whose source and target share a dataset are left out (the paper's N.A.).
+    """
+    runs = []
+    for target in config["targets"]:
+        for source in sources if sources is not None else config["sources"]:
+            if same_data(config, source, target):
+                continue
+            for name in config["methods"]:
+                method = parse_method(name)
+                if method.kind == "pixels" and source != NO_SOURCE:
+                    continue
+                runs.extend(Run(target, source, method, seed) for seed in config["seeds"])
+    return runs
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short stable hash of the whole config, recorded in every run for provenance."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

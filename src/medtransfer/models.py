@@ -1,0 +1,164 @@
+"""VGG16 as the paper uses it, at any input size >= 32 px and any width.
+
+Layer names are Keras' own (block1_conv1 ... block5_pool, flatten, fc1, fc2, predictions), so
+feature layers and freezing are named the same for every source.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+from .config import ConfigError
+from .imagenet import uses_top
+
+log = logging.getLogger(__name__)
+
+BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
+DENSE_UNITS = 4096
+POOLED_LAYER = "block5_gap"  # ImageNet VGG16 below 224 px: no dense layers, pooled block5
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="medtransfer")
+class CaffePreprocess(layers.Layer):
+    """Keras' VGG16 ImageNet preprocessing inside the model: RGB -> BGR, minus the mean."""
+
+    def call(self, inputs):
+        bgr = keras.ops.flip(keras.ops.cast(inputs, self.compute_dtype), axis=-1)
+        return bgr - keras.ops.convert_to_tensor(CAFFE_MEAN_BGR, dtype=self.compute_dtype)
+
+
+def scaled(units: int, width: float) -> int:
+    return max(1, round(units * width))
+
+
+def _head(x, n_classes: int, width: float, dense: bool = True):
+    if dense:
+        x = layers.Flatten(name="flatten")(x)
+        x = layers.Dense(scaled(DENSE_UNITS, width), activation="relu", name="fc1")(x)
+        x = layers.Dense(scaled(DENSE_UNITS, width), activation="relu", name="fc2")(x)
+    # float32 softmax keeps mixed-precision training stable
+    return layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
+
+
+def build_vgg16(image_size: int, n_classes: int, width: float = 1.0) -> keras.Model:
+    """VGG16 with random weights (seed them with keras.utils.set_random_seed first)."""
+    if image_size < 32:
+        raise ConfigError(f"image_size: {image_size} px is below VGG16's minimum of 32")
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = layers.Rescaling(1.0 / 255, name="preprocess")(inputs)
+    for block, (convs, channels) in enumerate(BLOCKS, start=1):
+        for conv in range(1, convs + 1):
+            x = layers.Conv2D(
+                scaled(channels, width),
+                3,
+                padding="same",
+                activation="relu",
+                name=f"block{block}_conv{conv}",
+            )(x)
+        x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+    return keras.Model(inputs, _head(x, n_classes, width), name="vgg16")
+
+
+def imagenet_vgg16(weights_path: str | Path, image_size: int) -> keras.Model:
+    """Keras' ImageNet VGG16, flattened into one model with the preprocessing as its first layer.
+
+    At 224 px it keeps fc1/fc2; at other sizes the dense layers cannot be used, so the
+    features are the globally average-pooled block5 output (`block5_gap`).
+    """
+    top = uses_top(image_size)
+    base = keras.applications.VGG16(
+        weights=str(weights_path), include_top=top, input_shape=(image_size, image_size, 3)
+    )
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = CaffePreprocess(name="preprocess")(inputs)
+    for layer in base.layers[1:]:
+        x = layer(x)
+    if not top:
+        x = layers.GlobalAveragePooling2D(name=POOLED_LAYER)(x)
+    return keras.Model(inputs, x, name="vgg16_imagenet")
+
+
+def load_source(path: str | Path, image_size: int) -> keras.Model:
+    """A saved source network, loaded safely, checked against the configured input size."""
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    found = model.input_shape[1]
+    if found != image_size:
+        raise ConfigError(
+            f"source model {path} takes {found} px images but image_size is "
+            f"{image_size}; rerun its pretrain job at {image_size} px"
+        )
+    return model
+
+
+def feature_layer_name(model: keras.Model, requested: str) -> str:
+    names = [layer.name for layer in model.layers]
+    if requested in names:
+        return requested
+    if POOLED_LAYER in names:
+        log.info(
+            "feature layer %s does not exist in %s; using %s", requested, model.name, POOLED_LAYER
+        )
+        return POOLED_LAYER
+    raise ConfigError(
+        f"feature_layer: {model.name} has no layer {requested!r}; layers: {', '.join(names)}"
+    )
+
+
+def with_new_head(
+    model: keras.Model, n_classes: int, width: float, random_dense: bool = False
+) -> keras.Model:
+    """The source network with a fresh softmax for the target's classes.
+
+    By default fc1/fc2 keep the source's learned weights; `random_dense` re-initialises them
+    (Pal's comparison of random vs learned dense weights).
+    """
+    names = [layer.name for layer in model.layers]
+    if "fc2" in names and not random_dense:
+        return keras.Model(
+            model.input,
+            _head(model.get_layer("fc2").output, n_classes, width, dense=False),
+            name="vgg16_finetune",
+        )
+    if "fc2" in names:
+        body = model.get_layer("block5_pool").output
+        return keras.Model(model.input, _head(body, n_classes, width), name="vgg16_finetune")
+    pooled = model.get_layer(POOLED_LAYER).output
+    return keras.Model(
+        model.input, _head(pooled, n_classes, width, dense=False), name="vgg16_finetune"
+    )
+
+
+FREEZE_BLOCKS = {"all": None, "last": {5}, "first": {1}, "firstlast": {1, 5}}
+
+
+def set_trainable(model: keras.Model, variant: str) -> None:
+    """Freeze all conv blocks except those the variant names; dense layers always train."""
+    blocks = FREEZE_BLOCKS[variant.removesuffix("-randhead")]
+    for layer in model.layers:
+        if blocks is None or not layer.name.startswith("block"):
+            layer.trainable = True
+        else:
+            layer.trainable = int(layer.name[5]) in blocks
+
+
+def feature_model(model: keras.Model, layer: str) -> keras.Model:
+    return keras.Model(model.input, model.get_layer(layer).output)
+
+
+def predict_in_chunks(
+    model: keras.Model, images: np.ndarray, batch_size: int = 64, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Outputs for a (memory-mapped) uint8 array, reading `batch_size` images at a time."""
+    rows = np.arange(len(images)) if rows is None else np.asarray(rows)
+    first = model.predict_on_batch(np.asarray(images[rows[:1]], dtype=np.float32))
+    out = np.empty((len(rows), *first.shape[1:]), dtype=np.float32)
+    for start in range(0, len(rows), batch_size):
+        batch = np.asarray(images[rows[start : start + batch_size]], dtype=np.float32)
+        out[start : start + len(batch)] = model.predict_on_batch(batch)
+    return out

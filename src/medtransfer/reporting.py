@@ -1,0 +1,280 @@
+"""The paper's outputs from run JSONs: Table II (CSV, Markdown, LaTeX) and Figure 3.
+
+Table II cells are "mean ± max deviation" of the macro AUC over seeds, where the maximum
+deviation is max |AUC_seed - mean|, as the paper reports it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import IMAGENET, NO_SOURCE, same_data
+from .io import atomic_path, read_json, write_text
+
+SOURCE_LABELS = {NO_SOURCE: "No transfer", IMAGENET: "ImageNet"}
+
+
+def collect_runs(paths: list[str]) -> pd.DataFrame:
+    rows = []
+    for path in paths:
+        run = read_json(path)
+        rows.append(
+            {
+                "target": run["target"],
+                "source": run["source"],
+                "method": run["method"],
+                "seed": run["seed"],
+                "auc": run["auc_macro"],
+                "accuracy": run["accuracy"],
+                "f1_macro": run["f1_macro"],
+                "file": path,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """Tidy Table II: one row per (target, source, method) with mean, max deviation, std."""
+
+    def stats(group: pd.DataFrame) -> pd.Series:
+        auc = group["auc"].astype(float).to_numpy()
+        mean = float(np.mean(auc))
+        return pd.Series(
+            {
+                "mean": mean,
+                "max_deviation": float(np.max(np.abs(auc - mean))),
+                "std": float(np.std(auc, ddof=1)) if len(auc) > 1 else 0.0,
+                "n_seeds": len(auc),
+                "seeds": ";".join(map(str, sorted(group["seed"]))),
+                "files": ";".join(sorted(group["file"])),
+            }
+        )
+
+    keys = ["target", "source", "method"]
+    return runs.groupby(keys, sort=False).apply(stats, include_groups=False).reset_index()
+
+
+def cell(mean: float | None, deviation: float | None) -> str:
+    if mean is None or np.isnan(mean):
+        return ""
+    return f"{mean:.3f} ± {deviation:.3f}"
+
+
+def _columns(config: dict[str, Any], sources: list[str]) -> list[tuple[str, str, str]]:
+    """(header, source, method) per column: No transfer, then FE and FT of each source."""
+    fe, ft = config["report"]["fe_method"], config["report"]["ft_method"]
+    columns = [("No transfer", NO_SOURCE, ft)] if NO_SOURCE in sources else []
+    for source in sources:
+        if source != NO_SOURCE:
+            label = SOURCE_LABELS.get(source, source)
+            columns += [(f"{label} FE", source, fe), (f"{label} FT", source, ft)]
+    return columns
+
+
+def layout(config: dict[str, Any], summary: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
+    """The paper's layout: a row per target; 'Mean <group>' rows; 'Differences' (FT - FE)."""
+    columns = _columns(config, sources)
+    index = summary.set_index(["target", "source", "method"])
+
+    def value(target: str, source: str, method: str) -> tuple[float, float] | None:
+        key = (target, source, method)
+        return (
+            (index.at[key, "mean"], index.at[key, "max_deviation"]) if key in index.index else None
+        )
+
+    def target_row(target: str) -> dict[str, str]:
+        row = {"Target": target}
+        for header, source, method in columns:
+            found = value(target, source, method)
+            row[header] = (
+                "N.A." if same_data(config, source, target) else cell(*found) if found else ""
+            )
+        return row
+
+    def mean_of(targets: list[str], source: str, method: str) -> tuple[float, float] | None:
+        found = [value(t, source, method) for t in targets]
+        if any(f is None for f in found) or not found:
+            return None
+        return float(np.mean([f[0] for f in found])), float(np.mean([f[1] for f in found]))
+
+    def differences(targets: list[str]) -> dict[str, str]:
+        row = {"Target": "Differences"}
+        for header, source, method in columns:
+            row[header] = ""
+            if source != NO_SOURCE and method == config["report"]["ft_method"]:
+                ft = mean_of(targets, source, method)
+                fe = mean_of(targets, source, config["report"]["fe_method"])
+                if ft and fe:
+                    row[header] = f"{ft[0] - fe[0]:+.3f}"
+        return row
+
+    rows, grouped = [], set()
+    groups = config["report"]["groups"]
+    for target in config["targets"]:
+        group = next((g for g, members in groups.items() if target in members), None)
+        if group is None:
+            rows += [target_row(target), differences([target])]
+            continue
+        if group in grouped:
+            continue
+        grouped.add(group)
+        members = [t for t in config["targets"] if t in groups[group]]
+        rows += [target_row(t) for t in members]
+        mean_row = {"Target": f"Mean {group}"}
+        for header, source, method in columns:
+            found = mean_of(members, source, method)
+            mean_row[header] = cell(*found) if found else ""
+        rows += [mean_row, differences(members)]
+    return pd.DataFrame(rows, columns=["Target", *[c[0] for c in columns]])
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join(["---"] + [":---:"] * (len(table.columns) - 1)) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.to_numpy()]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    return (
+        str(text)
+        .replace("\\", r"\textbackslash{}")
+        .replace("_", r"\_")
+        .replace("&", r"\&")
+        .replace("%", r"\%")
+        .replace("±", r"$\pm$")
+    )
+
+
+def to_latex(table: pd.DataFrame, caption: str) -> str:
+    spec = "l" + "c" * (len(table.columns) - 1)
+    lines = [
+        r"\begin{table}[ht]",
+        r"\centering",
+        rf"\caption{{{_latex_escape(caption)}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(_latex_escape(c) for c in table.columns) + r" \\",
+        r"\midrule",
+    ]
+    lines += [" & ".join(_latex_escape(v) for v in row) + r" \\" for row in table.to_numpy()]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_table2(
+    config: dict[str, Any],
+    run_files: list[str],
+    sources: list[str],
+    csv_path: str,
+    md_path: str,
+    tex_path: str,
+) -> pd.DataFrame:
+    summary = summarise(collect_runs(run_files))
+    with atomic_path(csv_path) as tmp:
+        summary.to_csv(tmp, index=False, float_format="%.6f")
+    table = layout(config, summary, sources)
+    write_text(md_path, to_markdown(table))
+    write_text(
+        tex_path,
+        to_latex(
+            table,
+            "Macro one-vs-rest ROC AUC (mean ± maximum deviation "
+            "over seeds) per target and source.",
+        ),
+    )
+    return table
+
+
+def figure3_data(config: dict[str, Any], summary: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
+    """Per source and method: mean AUC over targets and the std of the targets' means."""
+    fe, ft = config["report"]["fe_method"], config["report"]["ft_method"]
+    rows = []
+    for source in sources:
+        for kind, method in (("FE", fe), ("FT", ft)):
+            if source == NO_SOURCE and kind == "FE":
+                continue
+            part = summary[(summary.source == source) & (summary.method == method)]
+            if len(part):
+                rows.append(
+                    {
+                        "source": SOURCE_LABELS.get(source, source),
+                        "kind": kind,
+                        "mean_auc": part["mean"].mean(),
+                        "std_over_targets": part["mean"].std(ddof=0),
+                        "n_targets": len(part),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def write_figure3(
+    config: dict[str, Any], table_csv: str, sources: list[str], png: str, pdf: str, data_csv: str
+) -> pd.DataFrame:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = figure3_data(config, pd.read_csv(table_csv), sources)
+    with atomic_path(data_csv) as tmp:
+        data.to_csv(tmp, index=False, float_format="%.6f")
+    bars = data[data.source != SOURCE_LABELS[NO_SOURCE]]
+    labels = list(dict.fromkeys(bars.source))
+    x = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(labels) + 2), 4))
+    for offset, kind, colour in ((-0.2, "FE", "#4C72B0"), (0.2, "FT", "#DD8452")):
+        part = bars[bars.kind == kind].set_index("source").reindex(labels)
+        ax.bar(
+            x + offset,
+            part.mean_auc,
+            0.4,
+            yerr=part.std_over_targets,
+            capsize=4,
+            label=kind,
+            color=colour,
+        )
+    none = data[data.source == SOURCE_LABELS[NO_SOURCE]]
+    if len(none):
+        ax.axhline(float(none.mean_auc.iloc[0]), color="black", linestyle="--", label="No TL")
+    ax.set_xticks(x, labels, rotation=20, ha="right")
+    ax.set_ylabel("Mean macro AUC over targets")
+    ax.set_ylim(0, 1)
+    ax.set_title("Mean performance per source")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    for path in (png, pdf):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=150)
+    plt.close(fig)
+    return data
+
+
+def structural_table(
+    config: dict[str, Any], scores: list[dict[str, Any]], summary: pd.DataFrame
+) -> pd.DataFrame:
+    """Structural-filter % per source beside its mean FT gain over No transfer (per target,
+    then averaged over the targets where both exist)."""
+    ft = config["report"]["ft_method"]
+    baseline = summary[(summary.source == NO_SOURCE) & (summary.method == ft)]
+    baseline = baseline.set_index("target")["mean"]
+    rows = []
+    for entry in scores:
+        mine = summary[(summary.source == entry["source"]) & (summary.method == ft)]
+        gains = [
+            m - baseline[t]
+            for t, m in zip(mine.target, mine["mean"], strict=True)
+            if t in baseline.index
+        ]
+        rows.append(
+            {
+                "source": entry["source"],
+                "structural_percent": entry["structural_percent"],
+                "mean_ft_gain": float(np.mean(gains)) if gains else np.nan,
+                "n_targets": len(gains),
+            }
+        )
+    return pd.DataFrame(rows)

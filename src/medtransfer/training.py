@@ -1,0 +1,189 @@
+"""The paper's training loop, made resumable: SGD with Nesterov momentum, class weights,
+early stopping on val loss, one checkpoint per epoch.
+
+Each epoch's batch order comes from (seed, epoch) alone, and the checkpoint holds the model
+with its optimizer state plus the early-stopping state, so a job killed after epoch e and
+rerun continues at e + 1 and ends with the same weights as a run that was never stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from .io import atomic_path, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+
+class BatchSequence(keras.utils.PyDataset):
+    """Batches of a memory-mapped uint8 array, shuffled per epoch from (seed, epoch)."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        rows: list[int],
+        batch_size: int,
+        sample_weights: np.ndarray | None = None,
+        seed: int | None = None,
+        epoch: int = 0,
+    ):
+        super().__init__()
+        rows = np.asarray(rows)
+        if seed is not None:
+            rows = np.random.default_rng([seed, epoch]).permutation(rows)
+        self.images, self.labels, self.rows = images, labels, rows
+        self.batch_size, self.sample_weights = batch_size, sample_weights
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.rows) / self.batch_size))
+
+    def __getitem__(self, index: int):
+        rows = self.rows[index * self.batch_size : (index + 1) * self.batch_size]
+        ordered = np.sort(rows)  # memmap reads go forward; the batch's order does not matter
+        x = np.asarray(self.images[ordered], dtype=np.float32)
+        y = self.labels[ordered]
+        if self.sample_weights is None:
+            return x, y
+        return x, y, self.sample_weights[y]
+
+
+@dataclass
+class TrainingState:
+    """What must survive a kill besides the weights: where we are and what early stopping saw."""
+
+    fingerprint: str
+    next_epoch: int = 0
+    best_loss: float = float("inf")
+    best_epoch: int = -1
+    wait: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def compile_for_training(model: keras.Model, settings: dict[str, Any]) -> None:
+    model.compile(
+        optimizer=keras.optimizers.SGD(
+            learning_rate=settings["learning_rate"],
+            momentum=settings["momentum"],
+            nesterov=settings["nesterov"],
+        ),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=bool(settings.get("xla", False)),
+    )
+
+
+def fingerprint(settings: dict[str, Any], rows: dict[str, list[int]], seed: int) -> str:
+    """A checkpoint is only resumed by the same job: same settings, split and seed."""
+    text = json.dumps({"settings": settings, "rows": rows, "seed": seed}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _save_checkpoint(folder: Path, model: keras.Model, state: TrainingState) -> None:
+    with atomic_path(folder / "model.keras") as tmp:
+        model.save(tmp)
+    write_json(folder / "state.json", asdict(state))  # written last: marks the epoch complete
+
+
+def _load_checkpoint(folder: Path, expected: str) -> tuple[keras.Model, TrainingState] | None:
+    state_file, model_file = folder / "state.json", folder / "model.keras"
+    if not (state_file.is_file() and model_file.is_file()):
+        return None
+    state = TrainingState(**read_json(state_file))
+    if state.fingerprint != expected:
+        log.warning("checkpoint in %s belongs to other settings; starting afresh", folder)
+        return None
+    model = keras.saving.load_model(model_file, safe_mode=True)
+    log.info("resuming from checkpoint %s at epoch %d", folder, state.next_epoch + 1)
+    return model, state
+
+
+def train(
+    model: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    split: dict[str, Any],
+    settings: dict[str, Any],
+    seed: int,
+    checkpoint_dir: str | Path,
+) -> tuple[keras.Model, TrainingState, float]:
+    """Train on split['train'], stop early on split['val']; returns model, state, seconds."""
+    folder = Path(checkpoint_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = {"train": split["train"], "val": split["val"]}
+    expected = fingerprint(settings, rows, seed)
+    resumed = _load_checkpoint(folder, expected)
+    if resumed:
+        model, state = resumed
+    else:
+        compile_for_training(model, settings)
+        state = TrainingState(expected)
+    weights = (
+        np.asarray(split["class_weights"], dtype=np.float32)
+        if settings.get("class_weights", True)
+        else None
+    )
+    labels = np.asarray(labels, dtype=np.int64)
+    batch = settings["batch_size"]
+    val_data = BatchSequence(images, labels, split["val"], batch)
+    started = time.monotonic()
+    while state.next_epoch < settings["epochs"] and not state.stopped_early:
+        epoch = state.next_epoch
+        train_data = BatchSequence(images, labels, split["train"], batch, weights, seed, epoch)
+        fit = model.fit(train_data, epochs=1, verbose=0, shuffle=False)
+        val_loss, val_acc = model.evaluate(val_data, verbose=0)
+        record = {
+            "epoch": epoch + 1,
+            "loss": float(fit.history["loss"][0]),
+            "accuracy": float(fit.history["accuracy"][0]),
+            "val_loss": float(val_loss),
+            "val_accuracy": float(val_acc),
+        }
+        state.history.append(record)
+        if val_loss < state.best_loss:
+            state.best_loss, state.best_epoch, state.wait = float(val_loss), epoch + 1, 0
+            with atomic_path(folder / "best.weights.h5") as tmp:
+                model.save_weights(tmp)
+        else:
+            state.wait += 1
+            state.stopped_early = state.wait >= settings["patience"]
+        state.next_epoch = epoch + 1
+        log.info(
+            "epoch %d/%d loss %.4f acc %.3f val_loss %.4f val_acc %.3f",
+            epoch + 1,
+            settings["epochs"],
+            record["loss"],
+            record["accuracy"],
+            record["val_loss"],
+            record["val_accuracy"],
+        )
+        _save_checkpoint(folder, model, state)
+    if settings.get("keep_best", True) and (folder / "best.weights.h5").is_file():
+        model.load_weights(folder / "best.weights.h5")
+        log.info(
+            "restored the weights of epoch %d (val loss %.4f)", state.best_epoch, state.best_loss
+        )
+    return model, state, time.monotonic() - started
+
+
+def remove_checkpoint(checkpoint_dir: str | Path) -> None:
+    """Called once the job's outputs are complete."""
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+def history_csv(state: TrainingState) -> str:
+    columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    lines = [",".join(columns)]
+    lines += [",".join(f"{row[c]:.6g}" for c in columns) for row in state.history]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,21 @@
+rule extract:
+    """Frozen-network features of every target image, shared by all seeds and classifiers."""
+    input:
+        unpack(get_target_data),
+        source=get_source_model,
+    output:
+        features=FEATURES,
+        info=FEATURES.replace(".npy", ".json"),
+    params:
+        training=training_params("finetune"),
+        seed=config["pretrain_seed"],
+        batch_size=64,
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        logfile("extract", "{target}_{source}"),
+    benchmark:
+        benchfile("extract", "{target}_{source}")
+    script:
+        "../scripts/extract.py"
