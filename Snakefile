@@ -8,12 +8,22 @@
 #   finetune  retrain on a target's seed split  -> results/finetune/{target}/{source}/{variant}/seed{seed}/
 #   score     classifier + metrics of one run   -> results/runs/{target}/{source}/{method}/seed{seed}.json
 #   table2, figure, filters                     -> the paper's Table II, Figure 3, filter grids
-from snakemake.utils import min_version
+import sys
+
+from snakemake.utils import min_version, update_config
 
 min_version("9.0")
 
+sys.path.insert(0, f"{workflow.basedir}/src")
+from medtransfer.config import load_config
 
-configfile: "config.yaml"
+# config.yaml is the demo grid; a --configfile (e.g. config/fok2019.yaml) replaces it whole
+# rather than being merged into it, so no demo setting leaks into a paper-scale grid. It is
+# read by medtransfer, whose errors name the file; --config values still win.
+if not workflow.overwrite_configfiles:
+    defaults = load_config("config.yaml")
+    update_config(defaults, config)
+    config.update(defaults)
 
 
 report: "workflow/report/workflow.rst"
@@ -29,6 +39,6 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_outputs(),
-    default_target: True

@@ -56,7 +56,8 @@ def parse_method(name: str) -> Method:
         variant = (match["freeze"] or "all") + (match["randhead"] or "")
         return Method(name, "ft", match["clf"], variant)
     raise ConfigError(
-        f"methods: unknown method {name!r}; use fe-<clf> (clf in {', '.join(FEATURE_CLASSIFIERS)}), "
+        f"methods: unknown method {name!r}; use fe-<clf> "
+        f"(clf in {', '.join(FEATURE_CLASSIFIERS)}), "
         f"ft[-last|-first|-firstlast][-randhead]-<clf or head>, or pixels-<dt|rf>"
     )
 
@@ -147,6 +148,25 @@ def grid_runs(config: dict[str, Any], sources: list[str] | None = None) -> list[
                     continue
                 runs.extend(Run(target, source, method, seed) for seed in config["seeds"])
     return runs
+
+
+def learning_curve_runs(config: dict[str, Any], runs: list[Run]) -> list[tuple[Run, str]]:
+    """(run, fraction) pairs of the learning-curve axis: the grid's runs restricted to the
+    configured targets, sources and methods, at each fraction below 1."""
+    settings = config.get("learning_curve", {})
+    chosen = []
+    for run in runs:
+        if any(settings.get(key) and value not in settings[key] for key, value in
+               (("targets", run.target), ("sources", run.source),
+                ("methods", run.method.name))):
+            continue
+        chosen += [(run, fraction_label(f)) for f in settings.get("fractions", [])]
+    return chosen
+
+
+def fraction_label(fraction: float) -> str:
+    """The fraction as it appears in paths: 0.25 -> '0.25'."""
+    return f"{fraction:g}"
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -126,15 +126,15 @@ def csv_dataset(root: Path, spec: dict[str, Any]) -> Dataset:
                 f"it has {', '.join(reader.fieldnames or [])}"
             )
         rows = list(reader)
-    items, absent = [], []
+    items, absent, listed = [], [], set()
     for line, row in enumerate(rows, start=2):
         path = image_root / spec["filename"].format(**row)
         label = _csv_label(row, spec, f"{csv_path} line {line}")
+        listed.add(path)
         if not path.is_file():
             absent.append(str(path))
-        elif label:
+        elif label:  # rows with an empty label are unlabelled: listed, but no item
             items.append(Item(str(path), label))
-    listed = {Path(item.ref) for item in items} | {Path(p) for p in absent}
     unlisted = [str(p) for p in _image_files(image_root) if p not in listed]
     if (absent or unlisted) and spec.get("on_mismatch", "error") == "error":
         problems = []
@@ -314,41 +314,12 @@ def prepare_task(
         size,
         threads,
     )
-    failures: dict[int, str] = {}
-    started = time.monotonic()
     with atomic_path(images_path) as tmp_images:
-        array = np.lib.format.open_memmap(
-            tmp_images, mode="w+", dtype=np.uint8, shape=(n, size, size, 3)
-        )
-
-        def decode(position: int) -> None:
-            index = selected.indices[position]
-            try:
-                array[position] = load_image(dataset, index, size)
-            except Exception as error:  # any decoder failure means: skip this file
-                failures[position] = f"{type(error).__name__}: {error}"
-
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            for done, _ in enumerate(pool.map(decode, range(n)), start=1):
-                if done % 2000 == 0 or done == n:
-                    rate = done / max(time.monotonic() - started, 1e-9)
-                    log.info("decoded %d/%d images (%.0f img/s)", done, n, rate)
+        failures = _decode_into(tmp_images, dataset, selected, size, threads)
         _check_failures(failures, selected, dataset, max_bad_fraction, task_name)
         keep = [p for p in range(n) if p not in failures]
         if failures:
-            compact = np.lib.format.open_memmap(
-                str(tmp_images) + ".npy",
-                mode="w+",
-                dtype=np.uint8,
-                shape=(len(keep), size, size, 3),
-            )
-            for start in range(0, len(keep), 1024):
-                compact[start : start + 1024] = array[keep[start : start + 1024]]
-            compact.flush()
-            del compact
-            Path(str(tmp_images) + ".npy").replace(tmp_images)
-        array.flush()
-        del array
+            _keep_rows(tmp_images, keep)
     labels = [selected.labels[p] for p in keep]
     items = [dataset.items[selected.indices[p]] for p in keep]
     meta = {
@@ -369,6 +340,47 @@ def prepare_task(
     }
     write_json(meta_path, meta)
     return meta
+
+
+def _decode_into(
+    path: Path, dataset: Dataset, selected: TaskItems, size: int, threads: int
+) -> dict[int, str]:
+    """Decode the task's images in parallel into a new .npy at `path`; return the failures.
+
+    Pillow releases the GIL while it decodes and resizes, so threads use every core.
+    """
+    n = len(selected.indices)
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+    failures: dict[int, str] = {}
+
+    def decode(position: int) -> None:
+        try:
+            array[position] = load_image(dataset, selected.indices[position], size)
+        except Exception as error:  # any decoder failure means: skip this file
+            failures[position] = f"{type(error).__name__}: {error}"
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for done, _ in enumerate(pool.map(decode, range(n)), start=1):
+            if done % 2000 == 0 or done == n:
+                rate = done / max(time.monotonic() - started, 1e-9)
+                log.info("decoded %d/%d images (%.0f img/s)", done, n, rate)
+    array.flush()
+    return failures
+
+
+def _keep_rows(path: Path, keep: list[int]) -> None:
+    """Rewrite the .npy at `path` with only the rows in `keep`, a chunk at a time."""
+    source = np.load(path, mmap_mode="r")
+    compact_path = path.with_name(path.name + ".compact.npy")
+    compact = np.lib.format.open_memmap(
+        compact_path, mode="w+", dtype=np.uint8, shape=(len(keep), *source.shape[1:])
+    )
+    for start in range(0, len(keep), 1024):
+        compact[start : start + 1024] = source[keep[start : start + 1024]]
+    compact.flush()
+    del compact, source
+    compact_path.replace(path)
 
 
 def _check_failures(

@@ -74,10 +74,29 @@ def _columns(config: dict[str, Any], sources: list[str]) -> list[tuple[str, str,
     return columns
 
 
-def layout(config: dict[str, Any], summary: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
-    """The paper's layout: a row per target; 'Mean <group>' rows; 'Differences' (FT - FE)."""
+DAGGER = " †"
+
+
+def layout(
+    config: dict[str, Any],
+    summary: pd.DataFrame,
+    sources: list[str],
+    stats: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The paper's layout: a row per target; 'Mean <group>' rows; 'Differences' (FT - FE).
+
+    A dagger marks a cell whose difference to No transfer (or, in a Differences row, FT - FE)
+    has a bootstrap 95 % interval that excludes zero (see medtransfer.stats)."""
     columns = _columns(config, sources)
     index = summary.set_index(["target", "source", "method"])
+    marked = set()
+    if stats is not None and len(stats):
+        hits = stats[stats.excludes_zero.astype(bool)]
+        marked = set(zip(hits.target, hits.source, hits.comparison, strict=True))
+    fe_name, ft_name = config["report"]["fe_method"], config["report"]["ft_method"]
+
+    def mark(target: str, source: str, comparison: str) -> str:
+        return DAGGER if (target, source, comparison) in marked else ""
 
     def value(target: str, source: str, method: str) -> tuple[float, float] | None:
         key = (target, source, method)
@@ -89,9 +108,12 @@ def layout(config: dict[str, Any], summary: pd.DataFrame, sources: list[str]) ->
         row = {"Target": target}
         for header, source, method in columns:
             found = value(target, source, method)
-            row[header] = (
-                "N.A." if same_data(config, source, target) else cell(*found) if found else ""
-            )
+            if same_data(config, source, target):
+                row[header] = "N.A."
+            elif found:
+                row[header] = cell(*found) + mark(target, source, f"{method} - no transfer")
+            else:
+                row[header] = ""
         return row
 
     def mean_of(targets: list[str], source: str, method: str) -> tuple[float, float] | None:
@@ -108,7 +130,12 @@ def layout(config: dict[str, Any], summary: pd.DataFrame, sources: list[str]) ->
                 ft = mean_of(targets, source, method)
                 fe = mean_of(targets, source, config["report"]["fe_method"])
                 if ft and fe:
-                    row[header] = f"{ft[0] - fe[0]:+.3f}"
+                    single = (
+                        mark(targets[0], source, f"{ft_name} - {fe_name}")
+                        if len(targets) == 1
+                        else ""
+                    )
+                    row[header] = f"{ft[0] - fe[0]:+.3f}{single}"
         return row
 
     rows, grouped = [], set()
@@ -165,33 +192,45 @@ def to_latex(table: pd.DataFrame, caption: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_csv(frame: pd.DataFrame, path: str) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6f")
+
+
+FOOTNOTE = (
+    "bootstrap 95 % interval of the difference to No transfer (Differences rows: FT - FE) "
+    "excludes zero."
+)
+
+
 def write_table2(
-    config: dict[str, Any],
-    run_files: list[str],
-    sources: list[str],
-    csv_path: str,
-    md_path: str,
-    tex_path: str,
+    config: dict[str, Any], run_files: list[str], sources: list[str], paths: dict[str, str]
 ) -> pd.DataFrame:
+    """Table II in three formats plus the statistics behind its daggers."""
+    from .stats import comparisons, load_runs, run_intervals
+
     summary = summarise(collect_runs(run_files))
-    with atomic_path(csv_path) as tmp:
-        summary.to_csv(tmp, index=False, float_format="%.6f")
-    table = layout(config, summary, sources)
-    write_text(md_path, to_markdown(table))
-    write_text(
-        tex_path,
-        to_latex(
-            table,
-            "Macro one-vs-rest ROC AUC (mean ± maximum deviation "
-            "over seeds) per target and source.",
-        ),
+    runs = load_runs(run_files)
+    stats = comparisons(runs, config["report"]["fe_method"], config["report"]["ft_method"])
+    write_csv(summary, paths["csv"])
+    write_csv(stats, paths["stats"])
+    write_csv(run_intervals(runs), paths["stats_runs"])
+    table = layout(config, summary, sources, stats)
+    write_text(paths["md"], f"{to_markdown(table)}\n{DAGGER.strip()} {FOOTNOTE}\n")
+    caption = (
+        "Macro one-vs-rest ROC AUC (mean ± maximum deviation over seeds). "
+        f"{DAGGER.strip()} {FOOTNOTE}"
     )
+    write_text(paths["tex"], to_latex(table, caption))
     return table
 
 
 def figure3_data(config: dict[str, Any], summary: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
-    """Per source and method: mean AUC over targets and the std of the targets' means."""
+    """Per source and method: mean AUC over targets, the std of the targets' means, and No
+    transfer's mean over the same targets (sources skip targets of their own data)."""
     fe, ft = config["report"]["fe_method"], config["report"]["ft_method"]
+    baseline = summary[(summary.source == NO_SOURCE) & (summary.method == ft)]
+    baseline = baseline.set_index("target")["mean"]
     rows = []
     for source in sources:
         for kind, method in (("FE", fe), ("FT", ft)):
@@ -199,6 +238,7 @@ def figure3_data(config: dict[str, Any], summary: pd.DataFrame, sources: list[st
                 continue
             part = summary[(summary.source == source) & (summary.method == method)]
             if len(part):
+                same = [baseline[t] for t in part.target if t in baseline.index]
                 rows.append(
                     {
                         "source": SOURCE_LABELS.get(source, source),
@@ -206,6 +246,7 @@ def figure3_data(config: dict[str, Any], summary: pd.DataFrame, sources: list[st
                         "mean_auc": part["mean"].mean(),
                         "std_over_targets": part["mean"].std(ddof=0),
                         "n_targets": len(part),
+                        "no_transfer_same_targets": np.mean(same) if same else np.nan,
                     }
                 )
     return pd.DataFrame(rows)
@@ -237,9 +278,17 @@ def write_figure3(
             label=kind,
             color=colour,
         )
-    none = data[data.source == SOURCE_LABELS[NO_SOURCE]]
-    if len(none):
-        ax.axhline(float(none.mean_auc.iloc[0]), color="black", linestyle="--", label="No TL")
+    reference = bars[bars.kind == "FT"].set_index("source").reindex(labels)
+    for i, value in enumerate(reference.no_transfer_same_targets):
+        if np.isfinite(value):  # No TL over the same targets as this source's bars
+            ax.hlines(
+                value,
+                i - 0.45,
+                i + 0.45,
+                colors="black",
+                linestyles="--",
+                label="No TL (same targets)" if i == 0 else None,
+            )
     ax.set_xticks(x, labels, rotation=20, ha="right")
     ax.set_ylabel("Mean macro AUC over targets")
     ax.set_ylim(0, 1)

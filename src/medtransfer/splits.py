@@ -107,3 +107,26 @@ def make_split(
         },
         "class_weights": balanced_class_weights(train_labels, len(classes)),
     }
+
+
+def subsample_train(split: dict[str, Any], labels: np.ndarray, fraction: float,
+                    n_classes: int) -> dict[str, Any]:
+    """The same split with only `fraction` of each class's training images (at least one);
+    val and test stay as they are, so the learning curve is measured on fixed data."""
+    rng = np.random.default_rng([split["seed"], round(fraction * 1_000_000)])
+    train = np.asarray(split["train"])
+    kept: list[int] = []
+    for k in range(n_classes):
+        members = train[labels[train] == k]
+        if len(members):
+            take = max(1, round(len(members) * fraction))
+            kept += rng.permutation(members)[:take].tolist()
+    kept.sort()
+    return {
+        **split,
+        "train": kept,
+        "train_fraction": fraction,
+        "counts": {**split["counts"],
+                   "train": np.bincount(labels[kept], minlength=n_classes).tolist()},
+        "class_weights": balanced_class_weights(labels[kept], n_classes),
+    }

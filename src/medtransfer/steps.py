@@ -110,6 +110,27 @@ def _save_model(model: Any, path: str) -> None:
         keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
 
 
+def subsample(smk: Any) -> None:
+    import numpy as np
+
+    from .io import read_json, write_json
+    from .splits import subsample_train
+
+    with job_logging(smk) as log:
+        meta = read_json(smk.input.meta)
+        result = subsample_train(read_json(smk.input.split), np.asarray(meta["labels"]),
+                                 float(smk.wildcards.fraction), len(meta["classes"]))
+        log.info("kept %s training images per class", result["counts"]["train"])
+        write_json(smk.output[0], result)
+
+
+def learning_curve(smk: Any) -> None:
+    from .analysis import write_learning_curves
+
+    with job_logging(smk):
+        write_learning_curves(list(smk.input.runs), smk.output.csv, smk.output.png)
+
+
 def pretrain(smk: Any) -> None:
     with job_logging(smk) as log:
         p = smk.params
@@ -136,6 +157,7 @@ def pretrain(smk: Any) -> None:
             state.best_epoch,
         )
         _save_model(model, smk.output.model)
+        _save_source_features(model, images, p.training["feature_layer"], smk.output.features)
         write_text(smk.output.history, history_csv(state))
         write_json(
             smk.output.info,
@@ -155,6 +177,33 @@ def pretrain(smk: Any) -> None:
             },
         )
         remove_checkpoint(p.checkpoint_dir)
+
+
+def _save_source_features(
+    model: Any, images: Any, requested: str, path: str, limit: int = 1000
+) -> None:
+    """Features of (up to `limit`, evenly spaced) source images, for source-target similarity."""
+    import numpy as np
+
+    from .io import save_npy
+    from .models import feature_layer_name, feature_model, predict_in_chunks
+
+    rows = np.unique(np.linspace(0, len(images) - 1, min(limit, len(images))).astype(int))
+    layer = feature_layer_name(model, requested)
+    save_npy(path, predict_in_chunks(feature_model(model, layer), images, rows=rows))
+
+
+def analyse(smk: Any) -> None:
+    from .analysis import write_analysis
+
+    with job_logging(smk):
+        pairs = [
+            dict(zip(("source", "target", "source_features", "target_features"), quad, strict=True))
+            for quad in smk.params.pairs
+        ]
+        write_analysis(
+            smk.config, smk.input.table, pairs, smk.params.source_infos, dict(smk.output.items())
+        )
 
 
 def _val_batches(images: Any, meta: dict, split: dict, training: dict) -> Any:
@@ -324,6 +373,7 @@ def score(smk: Any) -> None:
                 "classes": classes,
                 **metrics,
                 "sizes": {s: len(split[s]) for s in ("train", "val", "test")},
+            "train_fraction": split.get("train_fraction", 1.0),
                 "skipped_images": len(meta["skipped"]),
                 "feature_layer": training.get("feature_layer") or extracted.get("feature_layer"),
                 "epochs_run": training.get("epochs_run"),
@@ -379,12 +429,8 @@ def table2(smk: Any) -> None:
 
     with job_logging(smk) as log:
         table = write_table2(
-            _report_config(smk),
-            list(smk.input.runs),
-            smk.params.sources,
-            smk.output.csv,
-            smk.output.md,
-            smk.output.tex,
+            _report_config(smk), list(smk.input.runs), smk.params.sources,
+            dict(smk.output.items()),
         )
         log.info("Table II with %d rows from %d runs", len(table), len(smk.input.runs))
 
@@ -435,3 +481,12 @@ def structural(smk: Any) -> None:
         table = structural_table(smk.config, scores, pd.read_csv(smk.input.table))
         with atomic_path(smk.output[0]) as tmp:
             table.to_csv(tmp, index=False, float_format="%.4f")
+
+
+def target_report(smk: Any) -> None:
+    from .target_report import write_target_report
+
+    with job_logging(smk):
+        write_target_report(
+            list(smk.input.runs), list(smk.input.histories), dict(smk.output.items())
+        )

@@ -25,6 +25,10 @@ from .io import atomic_path, read_json, write_json
 log = logging.getLogger(__name__)
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: no weights from this run can be trusted."""
+
+
 class BatchSequence(keras.utils.PyDataset):
     """Batches of a memory-mapped uint8 array, shuffled per epoch from (seed, epoch)."""
 
@@ -69,6 +73,8 @@ class TrainingState:
     wait: int = 0
     stopped_early: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
+    model_file: str = ""  # this epoch's model + optimizer, named by epoch
+    best_file: str = ""  # weights of the best epoch so far
 
 
 def compile_for_training(model: keras.Model, settings: dict[str, Any]) -> None:
@@ -85,26 +91,40 @@ def compile_for_training(model: keras.Model, settings: dict[str, Any]) -> None:
 
 
 def fingerprint(settings: dict[str, Any], rows: dict[str, list[int]], seed: int) -> str:
-    """A checkpoint is only resumed by the same job: same settings, split and seed."""
-    text = json.dumps({"settings": settings, "rows": rows, "seed": seed}, sort_keys=True)
+    """A checkpoint is only resumed by the same job: same settings, split and seed. The epoch
+    cap is left out: raising it continues a finished or killed run where it stopped."""
+    kept = {k: v for k, v in settings.items() if k != "epochs"}
+    text = json.dumps({"settings": kept, "rows": rows, "seed": seed}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _save_checkpoint(folder: Path, model: keras.Model, state: TrainingState) -> None:
-    with atomic_path(folder / "model.keras") as tmp:
+def _save_checkpoint(
+    folder: Path, model: keras.Model, state: TrainingState, improved: bool
+) -> None:
+    """Files of an epoch get names of their own; state.json, replaced last, names the ones
+    that belong together. A kill at any instant leaves the previous complete epoch."""
+    state.model_file = f"epoch{state.next_epoch:04d}.keras"
+    with atomic_path(folder / state.model_file) as tmp:
         model.save(tmp)
-    write_json(folder / "state.json", asdict(state))  # written last: marks the epoch complete
+    if improved:
+        state.best_file = f"best{state.next_epoch:04d}.weights.h5"
+        with atomic_path(folder / state.best_file) as tmp:
+            model.save_weights(tmp)
+    write_json(folder / "state.json", asdict(state))
+    for stale in folder.iterdir():
+        if stale.name not in ("state.json", state.model_file, state.best_file):
+            stale.unlink(missing_ok=True)
 
 
 def _load_checkpoint(folder: Path, expected: str) -> tuple[keras.Model, TrainingState] | None:
-    state_file, model_file = folder / "state.json", folder / "model.keras"
-    if not (state_file.is_file() and model_file.is_file()):
+    state_file = folder / "state.json"
+    if not state_file.is_file():
         return None
     state = TrainingState(**read_json(state_file))
     if state.fingerprint != expected:
         log.warning("checkpoint in %s belongs to other settings; starting afresh", folder)
         return None
-    model = keras.saving.load_model(model_file, safe_mode=True)
+    model = keras.saving.load_model(folder / state.model_file, safe_mode=True)
     log.info("resuming from checkpoint %s at epoch %d", folder, state.next_epoch + 1)
     return model, state
 
@@ -150,11 +170,15 @@ def train(
             "val_loss": float(val_loss),
             "val_accuracy": float(val_acc),
         }
+        if not (np.isfinite(record["loss"]) and np.isfinite(record["val_loss"])):
+            raise TrainingDiverged(
+                f"training diverged at epoch {epoch + 1} (loss {record['loss']}, val loss "
+                f"{record['val_loss']}); lower learning_rate (now {settings['learning_rate']})"
+            )
         state.history.append(record)
-        if val_loss < state.best_loss:
+        improved = val_loss < state.best_loss
+        if improved:
             state.best_loss, state.best_epoch, state.wait = float(val_loss), epoch + 1, 0
-            with atomic_path(folder / "best.weights.h5") as tmp:
-                model.save_weights(tmp)
         else:
             state.wait += 1
             state.stopped_early = state.wait >= settings["patience"]
@@ -168,9 +192,9 @@ def train(
             record["val_loss"],
             record["val_accuracy"],
         )
-        _save_checkpoint(folder, model, state)
-    if settings.get("keep_best", True) and (folder / "best.weights.h5").is_file():
-        model.load_weights(folder / "best.weights.h5")
+        _save_checkpoint(folder, model, state, improved)
+    if settings.get("keep_best", True) and state.best_file:
+        model.load_weights(folder / state.best_file)
         log.info(
             "restored the weights of epoch %d (val loss %.4f)", state.best_epoch, state.best_loss
         )

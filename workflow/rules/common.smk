@@ -1,13 +1,24 @@
 # Config validation, wildcard constraints, path patterns and input functions (get_*).
+import os
+import sys
+
 from snakemake.utils import validate
+
+# The package is imported from this checkout, also where it is not installed (conda envs
+# that hold only its dependencies); the rule scripts do the same through _checkout.py.
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+
 from medtransfer import config as mtc
 from medtransfer import imagenet
+
+ENV = "../../envs/medtransfer.yaml"
 
 
 validate(config, "../schemas/config.schema.yaml")
 mtc.check_config(config)
 
 SIZE = config["image_size"]
+
 TASKS = list(config["tasks"])
 TRAINED_SOURCES = mtc.trained_sources(config)
 
@@ -28,6 +39,7 @@ def active_sources():
 
 SOURCES = active_sources()
 RUNS = mtc.grid_runs(config, SOURCES)
+CURVE_RUNS = mtc.learning_curve_runs(config, RUNS)
 VARIANTS = sorted({r.method.variant for r in RUNS if r.method.kind == "ft"})
 
 
@@ -43,17 +55,24 @@ wildcard_constraints:
     method=r"[a-z0-9]+(-[a-z0-9]+)*",
     variant=r"(all|last|first|firstlast)(-randhead)?",
     seed=r"\d+",
+    fraction=r"0\.\d+",
     size=r"\d+",
 
 
 # Paths: each names its wildcards; the rule files use these patterns.
-PREPARED = "results/prepared/{task}/{size}px"
+PREPARED = "results/prepared/{task}/{size}px/"
 SPLIT = "results/splits/{task}/seed{seed}.json"
+SPLIT_FRACTION = "results/splits/{task}/seed{seed}_frac{fraction}.json"
 SOURCE_MODEL = "results/models/{source}/model.keras"
 IMAGENET_WEIGHTS = "results/models/imagenet/vgg16_{size}px.weights.h5"
 FEATURES = "results/features/{target}/{source}.npy"
-FINETUNED = "results/finetune/{target}/{source}/{variant}/seed{seed}"
+FINETUNED = "results/finetune/{target}/{source}/{variant}/seed{seed}/"
 RUN = "results/runs/{target}/{source}/{method}/seed{seed}.json"
+# The learning-curve axis: the same stages on a subsampled training split.
+FINETUNED_FRACTION = (
+    "results/finetune/{target}/{source}/{variant}/seed{seed}_frac{fraction}/"
+)
+RUN_FRACTION = "results/runs/{target}/{source}/{method}/seed{seed}_frac{fraction}.json"
 
 
 def logfile(rule_name, pattern):
@@ -65,7 +84,7 @@ def benchfile(rule_name, pattern):
 
 
 def prepared(task, name):
-    return PREPARED.format(task=task, size=SIZE) + "/" + name
+    return PREPARED.format(task=task, size=SIZE) + name
 
 
 def get_source_model(wildcards):
@@ -84,20 +103,30 @@ def get_target_data(wildcards):
     }
 
 
+def get_split(wildcards, task_key="target"):
+    """The run's split file: the seed's split, or its subsample on the learning curve."""
+    task = wildcards[task_key]
+    if "fraction" in wildcards.keys():
+        return SPLIT_FRACTION.format(
+            task=task, seed=wildcards.seed, fraction=wildcards.fraction
+        )
+    return SPLIT.format(task=task, seed=wildcards.seed)
+
+
 def get_score_inputs(wildcards):
     method = mtc.parse_method(wildcards.method)
-    inputs = {
-        **get_target_data(wildcards),
-        "split": SPLIT.format(task=wildcards.target, seed=wildcards.seed),
-    }
+    inputs = {**get_target_data(wildcards), "split": get_split(wildcards)}
     if method.kind == "fe":
-        inputs["features"] = FEATURES.format(target=wildcards.target, source=wildcards.source)
+        inputs["features"] = FEATURES.format(
+            target=wildcards.target, source=wildcards.source
+        )
         inputs["features_info"] = inputs["features"].replace(".npy", ".json")
     elif method.kind == "ft":
-        run_dir = FINETUNED.format(variant=method.variant, **wildcards)
-        inputs["features"] = f"{run_dir}/features.npy"
-        inputs["network_scores"] = f"{run_dir}/softmax.npy"
-        inputs["training"] = f"{run_dir}/training.json"
+        pattern = FINETUNED_FRACTION if "fraction" in wildcards.keys() else FINETUNED
+        run_dir = pattern.format(variant=method.variant, **wildcards)
+        inputs["features"] = f"{run_dir}features.npy"
+        inputs["network_scores"] = f"{run_dir}softmax.npy"
+        inputs["training"] = f"{run_dir}training.json"
     return inputs
 
 
@@ -112,19 +141,113 @@ def training_params(stage):
 
 
 def run_path(run):
-    return RUN.format(target=run.target, source=run.source, method=run.method.name, seed=run.seed)
+    return RUN.format(
+        target=run.target, source=run.source, method=run.method.name, seed=run.seed
+    )
 
 
 def get_run_files(target=None):
     return [run_path(r) for r in RUNS if target is None or r.target == target]
 
 
+def get_finetune_histories(wildcards):
+    return sorted(
+        {
+            FINETUNED.format(
+                target=r.target, source=r.source, variant=r.method.variant, seed=r.seed
+            )
+            + "history.csv"
+            for r in RUNS
+            if r.target == wildcards.target and r.method.kind == "ft"
+        }
+    )
+
+
+def similarity_pairs():
+    """(source, target, source features, target features) of every trained source."""
+    return [
+        (
+            source,
+            target,
+            f"results/models/{source}/features.npy",
+            FEATURES.format(target=target, source=source),
+        )
+        for source in SOURCES
+        if source in TRAINED_SOURCES
+        for target in config["targets"]
+        if not mtc.same_data(config, source, target)
+    ]
+
+
+def source_infos():
+    """source.json of each trained source; None for ImageNet (its size is known)."""
+    return {
+        source: (
+            None if source == mtc.IMAGENET else f"results/models/{source}/source.json"
+        )
+        for source in SOURCES
+        if source != mtc.NO_SOURCE
+    }
+
+
+ANALYSIS = [
+    "results/analysis/similarity.csv",
+    "results/analysis/similarity.png",
+    "results/analysis/data_per_class.csv",
+    "results/analysis/data_per_class.png",
+]
+
+
+def get_curve_files():
+    """Runs on the learning-curve axis plus the full-data runs they are compared with."""
+    return [
+        RUN_FRACTION.format(
+            target=r.target,
+            source=r.source,
+            method=r.method.name,
+            seed=r.seed,
+            fraction=f,
+        )
+        for r, f in CURVE_RUNS
+    ] + sorted({run_path(r) for r, _ in CURVE_RUNS})
+
+
 def get_final_outputs():
     return [
+        *(["results/analysis/learning_curves.png"] if CURVE_RUNS else []),
+        *(ANALYSIS if similarity_pairs() else []),
         *get_run_files(),
+        *expand("results/{target}/roc.png", target=config["targets"]),
         "results/table2.csv",
         "results/table2.md",
         "results/table2.tex",
         "results/figure3.png",
         *get_filter_grids(),
     ]
+
+
+FILTER_SOURCES = [s for s in SOURCES if s != mtc.NO_SOURCE]
+FILTER_LAYERS = config["report"]["filter_layers"]
+
+
+def get_filter_grids():
+    return [
+        *expand("results/filters/{source}/kernels.png", source=FILTER_SOURCES),
+        *(["results/filters/structural.csv"] if FILTER_SOURCES else []),
+    ]
+
+
+def table2_outputs(prefix):
+    return {
+        "csv": report(
+            f"{prefix}table2.csv",
+            caption="../report/table2.rst",
+            category="Table II",
+        ),
+        "md": f"{prefix}table2.md",
+        "tex": f"{prefix}table2.tex",
+        "stats": report(
+            f"{prefix}stats.csv", caption="../report/stats.rst", category="Statistics"
+        ),
+        "stats_runs": f"{prefix}stats_runs.csv",
+    }

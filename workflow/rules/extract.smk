@@ -6,16 +6,18 @@ rule extract:
     output:
         features=FEATURES,
         info=FEATURES.replace(".npy", ".json"),
-    params:
-        training=training_params("finetune"),
-        seed=config["pretrain_seed"],
-        batch_size=64,
-    threads: 2
-    resources:
-        gpu=1,
     log:
         logfile("extract", "{target}_{source}"),
     benchmark:
         benchfile("extract", "{target}_{source}")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        training=training_params("finetune"),
+        seed=config["pretrain_seed"],
+        batch_size=64,
     script:
         "../scripts/extract.py"

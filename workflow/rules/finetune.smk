@@ -3,21 +3,38 @@ rule finetune:
     input:
         unpack(get_target_data),
         source=get_source_model,
-        split=SPLIT.format(task="{target}", seed="{seed}"),
+        split=get_split,
     output:
-        features=FINETUNED + "/features.npy",
-        softmax=FINETUNED + "/softmax.npy",
-        training=FINETUNED + "/training.json",
-        history=FINETUNED + "/history.csv",
-    params:
-        training=training_params("finetune"),
-        checkpoint_dir="results/checkpoints/finetune/{target}/{source}/{variant}/seed{seed}",
-    threads: 2
-    resources:
-        gpu=1,
+        features=f"{FINETUNED}features.npy",
+        softmax=f"{FINETUNED}softmax.npy",
+        training=f"{FINETUNED}training.json",
+        history=f"{FINETUNED}history.csv",
     log:
         logfile("finetune", "{target}_{source}_{variant}_seed{seed}"),
     benchmark:
         benchfile("finetune", "{target}_{source}_{variant}_seed{seed}")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        training=training_params("finetune"),
+        checkpoint_dir="results/checkpoints/finetune/{target}/{source}/{variant}/seed{seed}",
     script:
         "../scripts/finetune.py"
+
+
+use rule finetune as finetune_fraction with:
+    output:
+        features=f"{FINETUNED_FRACTION}features.npy",
+        softmax=f"{FINETUNED_FRACTION}softmax.npy",
+        training=f"{FINETUNED_FRACTION}training.json",
+        history=f"{FINETUNED_FRACTION}history.csv",
+    log:
+        logfile("finetune", "{target}_{source}_{variant}_seed{seed}_frac{fraction}"),
+    benchmark:
+        benchfile("finetune", "{target}_{source}_{variant}_seed{seed}_frac{fraction}")
+    params:
+        training=training_params("finetune"),
+        checkpoint_dir="results/checkpoints/finetune/{target}/{source}/{variant}/seed{seed}_frac{fraction}",

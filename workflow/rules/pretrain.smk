@@ -1,3 +1,8 @@
+# Keras rules (pretrain, extract, finetune, filters) default to one thread: on a small CPU
+# machine two one-thread jobs beat one two-thread job, since much of such a job is
+# TensorFlow's single-threaded start-up. profiles/local and profiles/slurm raise it.
+
+
 rule pretrain:
     """Train VGG16 from scratch on a source task (the paper's source networks)."""
     input:
@@ -12,17 +17,20 @@ rule pretrain:
             category="Source models",
         ),
         info="results/models/{trained}/source.json",
-    params:
-        training=training_params("pretrain"),
-        seed=config["pretrain_seed"],
-        checkpoint_dir="results/checkpoints/pretrain/{trained}",
-    threads: 2
-    resources:
-        gpu=1,
+        features="results/models/{trained}/features.npy",
     log:
         logfile("pretrain", "{trained}"),
     benchmark:
         benchfile("pretrain", "{trained}")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        training=training_params("pretrain"),
+        seed=config["pretrain_seed"],
+        checkpoint_dir="results/checkpoints/pretrain/{trained}",
     script:
         "../scripts/pretrain.py"
 
@@ -31,11 +39,13 @@ rule fetch_imagenet:
     """Keras' VGG16 ImageNet weights, from its cache (or downloaded where a network exists)."""
     output:
         IMAGENET_WEIGHTS,
-    params:
-        weights_dir=config["imagenet"]["weights_dir"],
     log:
         logfile("fetch_imagenet", "{size}px"),
     benchmark:
         benchfile("fetch_imagenet", "{size}px")
+    conda:
+        ENV
+    params:
+        weights_dir=config["imagenet"]["weights_dir"],
     script:
         "../scripts/fetch_imagenet.py"

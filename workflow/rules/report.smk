@@ -1,36 +1,15 @@
-FILTER_SOURCES = [s for s in SOURCES if s != mtc.NO_SOURCE]
-FILTER_LAYERS = config["report"]["filter_layers"]
-
-
-def get_filter_grids():
-    return [
-        *expand("results/filters/{source}/kernels.png", source=FILTER_SOURCES),
-        *(["results/filters/structural.csv"] if FILTER_SOURCES else []),
-    ]
-
-
-def table2_outputs(prefix):
-    return {
-        "csv": report(
-            f"{prefix}table2.csv",
-            caption="../report/table2.rst",
-            category="Table II",
-        ),
-        "md": f"{prefix}table2.md",
-        "tex": f"{prefix}table2.tex",
-    }
-
-
 rule table2:
     """The paper's Table II over every target of the grid."""
     input:
         runs=get_run_files(),
     output:
         **table2_outputs("results/"),
-    params:
-        sources=SOURCES,
     log:
         logfile("table2", "all"),
+    conda:
+        ENV
+    params:
+        sources=SOURCES,
     script:
         "../scripts/table2.py"
 
@@ -42,6 +21,8 @@ use rule table2 as table2_target with:
         **table2_outputs("results/{target}/"),
     log:
         logfile("table2", "{target}"),
+    conda:
+        ENV
 
 
 rule figure:
@@ -54,10 +35,12 @@ rule figure:
         ),
         pdf="results/figure3.pdf",
         data="results/figure3.csv",
-    params:
-        sources=SOURCES,
     log:
         logfile("figure", "figure3"),
+    conda:
+        ENV
+    params:
+        sources=SOURCES,
     script:
         "../scripts/figure.py"
 
@@ -75,18 +58,20 @@ rule filters:
         ),
         kernels="results/filters/{source}/kernels.png",
         scores="results/filters/{source}/structural.json",
+    log:
+        logfile("filters", "{source}"),
+    benchmark:
+        benchfile("filters", "{source}")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpu=1,
     params:
         layers=FILTER_LAYERS,
         n_filters=config["report"]["filters_per_layer"],
         steps=config["report"]["filter_steps"],
         width=config["width"],
-    threads: 2
-    resources:
-        gpu=1,
-    log:
-        logfile("filters", "{source}"),
-    benchmark:
-        benchfile("filters", "{source}")
     script:
         "../scripts/filters.py"
 
@@ -104,5 +89,92 @@ rule structural:
         ),
     log:
         logfile("structural", "all"),
+    conda:
+        ENV
     script:
         "../scripts/structural.py"
+
+
+rule target_report:
+    """ROC curves, training curves, confusion matrices and F1 tables of one target."""
+    input:
+        runs=lambda w: get_run_files(w.target),
+        histories=get_finetune_histories,
+    output:
+        roc=report(
+            "results/{target}/roc.png",
+            caption="../report/roc.rst",
+            category="Per target",
+            subcategory="{target}",
+        ),
+        confusion=report(
+            "results/{target}/confusion.png",
+            caption="../report/confusion.rst",
+            category="Per target",
+            subcategory="{target}",
+        ),
+        training=report(
+            "results/{target}/training_curves.png",
+            caption="../report/training.rst",
+            category="Per target",
+            subcategory="{target}",
+        ),
+        f1_csv="results/{target}/f1.csv",
+        f1_md="results/{target}/f1.md",
+        classification_report="results/{target}/classification_report.txt",
+    log:
+        logfile("target_report", "{target}"),
+    conda:
+        ENV
+    script:
+        "../scripts/target_report.py"
+
+
+rule analyse:
+    """Source-target similarity and source images per class against the transfer gain."""
+    input:
+        table="results/table2.csv",
+        features=[f for pair in similarity_pairs() for f in pair[2:]],
+        infos=[path for path in source_infos().values() if path],
+    output:
+        similarity_csv="results/analysis/similarity.csv",
+        similarity_png=report(
+            "results/analysis/similarity.png",
+            caption="../report/similarity.rst",
+            category="Why does it transfer?",
+        ),
+        data_csv="results/analysis/data_per_class.csv",
+        correlations="results/analysis/correlations.csv",
+        data_png=report(
+            "results/analysis/data_per_class.png",
+            caption="../report/data_per_class.rst",
+            category="Why does it transfer?",
+        ),
+    log:
+        logfile("analyse", "all"),
+    conda:
+        ENV
+    params:
+        pairs=similarity_pairs(),
+        source_infos=source_infos(),
+    script:
+        "../scripts/analyse.py"
+
+
+rule learning_curve:
+    """AUC against the fraction of the target's training split."""
+    input:
+        runs=get_curve_files(),
+    output:
+        csv="results/analysis/learning_curves.csv",
+        png=report(
+            "results/analysis/learning_curves.png",
+            caption="../report/learning_curves.rst",
+            category="Why does it transfer?",
+        ),
+    log:
+        logfile("learning_curve", "all"),
+    conda:
+        ENV
+    script:
+        "../scripts/learning_curve.py"

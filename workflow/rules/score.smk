@@ -4,12 +4,23 @@ rule score:
         unpack(get_score_inputs),
     output:
         RUN,
-    params:
-        svm_c=config["classifiers"]["svm_c"],
-    threads: 1
     log:
         logfile("score", "{target}_{source}_{method}_seed{seed}"),
     benchmark:
         benchfile("score", "{target}_{source}_{method}_seed{seed}")
+    conda:
+        ENV
+    threads: 1
+    params:
+        svm_c=config["classifiers"]["svm_c"],
     script:
         "../scripts/score.py"
+
+
+use rule score as score_fraction with:
+    output:
+        RUN_FRACTION,
+    log:
+        logfile("score", "{target}_{source}_{method}_seed{seed}_frac{fraction}"),
+    benchmark:
+        benchfile("score", "{target}_{source}_{method}_seed{seed}_frac{fraction}")

@@ -1,0 +1,238 @@
+"""Side-by-side benchmarks of medtransfer's inner loops against the seed's way of working.
+
+Each comparison runs ours and the baseline in this one process on the same data and prints
+a table (ours, baseline, ratio, goal). Real images come from the shared sample data; the
+classifier comparison uses generated 4096-d features.
+
+    python benchmarks/run.py                 # full sizes (about 3 minutes on 2 cores)
+    python benchmarks/run.py --small         # a quick smoke run (CI)
+    python benchmarks/run.py --grid results  # also summarise a finished grid's job timings
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def best_of(repeats: int, work: Callable[[], object]) -> tuple[float, object]:
+    """Fastest wall time of `repeats` runs (the least disturbed one) and the last result."""
+    times, result = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = work()
+        times.append(time.perf_counter() - started)
+    return min(times), result
+
+
+def bench_scoring(n_train: int, n_test: int, dims: int, classes: int) -> dict:
+    """Our score step (LinearSVC one-vs-rest margins) vs OneVsRest(SVC(linear, probability))."""
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.svm import SVC
+
+    from medtransfer.classifiers import fit_and_score
+    from medtransfer.metrics import all_metrics
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 0.08, (classes, dims))
+    y = rng.integers(0, classes, n_train + n_test)
+    x = (centres[y] + rng.normal(0, 1, (len(y), dims))).astype(np.float32)
+    x = np.maximum(x, 0)  # fc2 features come out of a ReLU
+    xtr, ytr, xte, yte = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+    names = [str(k) for k in range(classes)]
+
+    def ours():
+        return all_metrics(yte, fit_and_score("svm", xtr, ytr, xte, classes, 0), names)
+
+    def seed_way():
+        model = OneVsRestClassifier(SVC(kernel="linear", probability=True, random_state=0))
+        model.fit(xtr, ytr)
+        return all_metrics(yte, model.predict_proba(xte), names)
+
+    t_ours, m_ours = best_of(1, ours)
+    t_base, m_base = best_of(1, seed_way)
+    return {
+        "comparison": f"score: {n_train}x{dims} features, {classes} classes (s)",
+        "ours": t_ours,
+        "baseline": t_base,
+        "ratio": t_base / t_ours,
+        "goal": ">= 50x",
+        "met": t_base / t_ours >= 50 and abs(m_ours["auc_macro"] - m_base["auc_macro"]) <= 0.005,
+        "note": f"AUC {m_ours['auc_macro']:.4f} vs {m_base['auc_macro']:.4f}",
+    }
+
+
+def bench_prepare(data: Path, n_per_class: int, size: int) -> dict:
+    """prepare (threads, JPEG draft decoding) vs a single-process Pillow loop."""
+    from PIL import Image
+
+    from medtransfer.data import open_dataset, prepare_task, select_task_items
+
+    spec = {"adapter": "folder", "path": "cats_vs_dogs_sample"}
+    task = {"dataset": "cats_vs_dogs", "max_per_class": n_per_class}
+    dataset = open_dataset(spec, data)
+    chosen = select_task_items(dataset, task, "catdog")
+    files = [dataset.items[i].ref for i in chosen.indices]
+
+    def seed_way():
+        out = np.empty((len(files), size, size, 3), np.uint8)
+        for k, path in enumerate(files):
+            with Image.open(path) as image:
+                out[k] = np.asarray(image.convert("RGB").resize((size, size)))
+        return out
+
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def ours():
+            return prepare_task(
+                "catdog",
+                task,
+                spec,
+                data,
+                size,
+                0.01,
+                Path(tmp) / "i.npy",
+                Path(tmp) / "m.json",
+                threads=os.cpu_count() or 2,
+            )
+
+        t_ours, _ = best_of(2, ours)
+    t_base, _ = best_of(2, seed_way)
+    n = len(files)
+    return {
+        "comparison": f"prepare: {n} Cats vs Dogs JPEGs -> {size} px (img/s)",
+        "ours": n / t_ours,
+        "baseline": n / t_base,
+        "ratio": t_base / t_ours,
+        "goal": ">= 1.8x",
+        "met": t_base / t_ours >= 1.8,
+        "note": f"{os.cpu_count()} cores",
+    }
+
+
+def bench_extract(data: Path, n_images: int, size: int, width: float) -> dict:
+    """The extract job's inner loop (memory-mapped uint8 -> features) vs bare model.predict
+    on an in-memory float tensor of the same images."""
+    from medtransfer import runtime
+
+    runtime.configure(os.cpu_count() or 2, 0)
+    from medtransfer.data import prepare_task
+    from medtransfer.models import build_vgg16, feature_model, predict_in_chunks
+
+    spec = {"adapter": "folder", "path": "natural_images_30px"}
+    task = {"dataset": "natural", "max_per_class": max(1, n_images // 8)}
+    with tempfile.TemporaryDirectory() as tmp:
+        prepare_task(
+            "natural",
+            task,
+            spec,
+            data,
+            size,
+            0.01,
+            Path(tmp) / "i.npy",
+            Path(tmp) / "m.json",
+            threads=2,
+        )
+        images = np.load(Path(tmp) / "i.npy", mmap_mode="r")
+        model = feature_model(build_vgg16(size, 8, width), "fc2")
+        in_memory = np.asarray(images, dtype=np.float32)
+        predict_in_chunks(model, images[:64])  # warm-up: build the predict function once
+        model.predict(in_memory[:64], batch_size=64, verbose=0)
+        t_ours, _ = best_of(3, lambda: predict_in_chunks(model, images, 64))
+        t_base, _ = best_of(3, lambda: model.predict(in_memory, batch_size=64, verbose=0))
+    n = len(in_memory)
+    return {
+        "comparison": f"extract: {n} images, VGG16 width {width} at {size} px (img/s)",
+        "ours": n / t_ours,
+        "baseline": n / t_base,
+        "ratio": t_base / t_ours,
+        "goal": ">= 0.9x",
+        "met": t_base / t_ours >= 0.9,
+        "note": "memmap vs in-memory",
+    }
+
+
+def grid_overhead(results: Path, cores: int) -> dict:
+    """Sum of job seconds (Snakemake's benchmark files) against the grid's wall time."""
+    import pandas as pd
+
+    rows = []
+    for tsv in sorted((results / "benchmarks").glob("*/*.tsv")):
+        seconds = float(pd.read_csv(tsv, sep="\t")["s"].iloc[-1])
+        end = tsv.stat().st_mtime
+        rows.append(
+            {
+                "rule": tsv.parent.name,
+                "job": tsv.stem,
+                "s": seconds,
+                "start": end - seconds,
+                "end": end,
+            }
+        )
+    jobs = pd.DataFrame(rows)
+    wall = jobs.end.max() - jobs.start.min()
+    total = jobs.s.sum()
+    per_rule = jobs.groupby("rule").s.agg(["count", "sum"]).reset_index()
+    per_rule.to_csv(results / "benchmarks.csv", index=False, float_format="%.2f")
+    idle = wall * cores - total
+    return {
+        "comparison": f"grid: {len(jobs)} jobs on {cores} cores (core-s)",
+        "ours": total,
+        "baseline": wall * cores,
+        "ratio": idle / total,
+        "goal": "<= 0.10",
+        "met": idle / total <= 0.10,
+        "note": f"wall {wall:.0f} s; per-rule totals in {results / 'benchmarks.csv'}",
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--small", action="store_true", help="quick sizes (CI smoke run)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("MEDTRANSFER_SHARED_DATA", REPO.parent / "shared" / "data")),
+    )
+    parser.add_argument("--grid", type=Path, help="a finished grid's results/ folder")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+    if args.small:
+        rows = [
+            bench_scoring(150, 60, 512, 3),
+            bench_prepare(args.data, 20, 32),
+            bench_extract(args.data, 64, 32, 0.25),
+        ]
+    else:
+        rows = [
+            bench_scoring(1500, 500, 4096, 3),
+            bench_prepare(args.data, 401, 32),
+            bench_extract(args.data, 1024, 64, 0.5),
+        ]
+    if args.grid:
+        rows.append(grid_overhead(args.grid, args.cores))
+    print(f"{'comparison':62} {'ours':>10} {'baseline':>10} {'ratio':>8}  goal      met  note")
+    for row in rows:
+        print(
+            f"{row['comparison']:62} {row['ours']:10.2f} {row['baseline']:10.2f} "
+            f"{row['ratio']:8.2f}  {row['goal']:9} {'yes' if row['met'] else 'NO ':3}  "
+            f"{row['note']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Per-target figures and tables: ROC curves, training curves, confusion matrices, Patel's
+per-class F1 table and a classification report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path, read_json, write_text
+from .reporting import to_markdown, write_csv
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: str) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    _pyplot().close(fig)
+
+
+def _grid(n: int, size: float = 3.2):
+    cols = min(4, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = _pyplot().subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    return fig, axes.ravel()
+
+
+def label(run: dict[str, Any]) -> str:
+    return f"{run['source']} / {run['method']}"
+
+
+def first_seed_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One run per (source, method): the lowest seed, so curves come from one model each."""
+    chosen: dict[tuple[str, str], dict] = {}
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        chosen.setdefault((run["source"], run["method"]), run)
+    return list(chosen.values())
+
+
+def roc_figure(runs: list[dict[str, Any]], path: str) -> None:
+    from sklearn.metrics import roc_curve
+
+    shown = first_seed_runs(runs)
+    fig, axes = _grid(len(shown))
+    for ax, run in zip(axes, shown, strict=False):
+        labels, scores = np.asarray(run["test_labels"]), np.asarray(run["test_scores"])
+        grid = np.linspace(0, 1, 101)
+        tprs = []
+        for k, name in enumerate(run["classes"]):
+            if 0 < (labels == k).sum() < len(labels):
+                fpr, tpr, _ = roc_curve(labels == k, scores[:, k])
+                tprs.append(np.interp(grid, fpr, tpr))
+                ax.plot(fpr, tpr, lw=1, label=f"{name} ({run['auc_per_class'][name]:.2f})")
+        if tprs:
+            ax.plot(grid, np.mean(tprs, axis=0), "k", lw=2, label=f"macro ({run['auc_macro']:.2f})")
+        ax.plot([0, 1], [0, 1], ":", color="grey")
+        ax.set_title(f"{label(run)}, seed {run['seed']}", fontsize=8)
+        ax.set_xlabel("false positive rate", fontsize=7)
+        ax.set_ylabel("true positive rate", fontsize=7)
+        ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def confusion_figure(runs: list[dict[str, Any]], path: str) -> None:
+    """Confusion matrices summed over seeds, one per (source, method)."""
+    summed: dict[str, np.ndarray] = {}
+    classes: list[str] = []
+    for run in runs:
+        matrix = np.asarray(run["confusion_matrix"])
+        summed[label(run)] = summed.get(label(run), 0) + matrix
+        classes = run["classes"]
+    fig, axes = _grid(len(summed))
+    for ax, (name, matrix) in zip(axes, sorted(summed.items()), strict=False):
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), value in np.ndenumerate(matrix):
+            ax.text(j, i, str(value), ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=6)
+        ax.set_yticks(range(len(classes)), classes, fontsize=6)
+        ax.set_title(f"{name} (all seeds)", fontsize=8)
+        ax.set_xlabel("predicted", fontsize=7)
+        ax.set_ylabel("true", fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def training_figure(histories: dict[str, pd.DataFrame], path: str) -> None:
+    """Loss and accuracy per epoch, train and val, of every fine-tuning run."""
+    plt = _pyplot()
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, history in sorted(histories.items()):
+        line = loss_ax.plot(history.epoch, history.loss, lw=1, label=name)[0]
+        loss_ax.plot(history.epoch, history.val_loss, "--", lw=1, color=line.get_color())
+        acc_ax.plot(history.epoch, history.accuracy, lw=1, color=line.get_color())
+        acc_ax.plot(history.epoch, history.val_accuracy, "--", lw=1, color=line.get_color())
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss (solid: train, dashed: val)")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy (solid: train, dashed: val)")
+    if histories:
+        loss_ax.legend(fontsize=6)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def f1_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """Patel's layout: a row per (source, method), per-class F1 then micro and macro, each the
+    mean over seeds."""
+    rows = []
+    for run in runs:
+        rows.append(
+            {
+                "source": run["source"],
+                "method": run["method"],
+                "seed": run["seed"],
+                **run["f1_per_class"],
+                "micro": run["f1_micro"],
+                "macro": run["f1_macro"],
+            }
+        )
+    frame = pd.DataFrame(rows)
+    value_columns = [c for c in frame.columns if c not in ("source", "method", "seed")]
+    table = frame.groupby(["source", "method"], sort=True)[value_columns].mean().reset_index()
+    table["n_seeds"] = frame.groupby(["source", "method"], sort=True).size().to_numpy()
+    return table
+
+
+def classification_report_text(runs: list[dict[str, Any]]) -> str:
+    """scikit-learn's classification report per (source, method), test sets of all seeds
+    pooled (predictions are each run's own argmax, so pooling is fair)."""
+    from sklearn.metrics import classification_report
+
+    pooled: dict[str, tuple[list, list, list]] = {}
+    for run in sorted(runs, key=lambda r: (label(r), r["seed"])):
+        truth, predicted, classes = pooled.setdefault(label(run), ([], [], run["classes"]))
+        truth += run["test_labels"]
+        predicted += np.asarray(run["test_scores"]).argmax(axis=1).tolist()
+    parts = []
+    for name, (truth, predicted, classes) in pooled.items():
+        report = classification_report(
+            truth,
+            predicted,
+            labels=list(range(len(classes))),
+            target_names=classes,
+            digits=3,
+            zero_division=0,
+        )
+        parts.append(f"== {name} (all seeds pooled)\n{report}")
+    return "\n".join(parts)
+
+
+def write_target_report(
+    run_files: list[str], history_files: list[str], outputs: dict[str, str]
+) -> None:
+    runs = [read_json(path) for path in run_files]
+    roc_figure(runs, outputs["roc"])
+    confusion_figure(runs, outputs["confusion"])
+    histories = {"/".join(path.split("/")[-4:-1]): pd.read_csv(path) for path in history_files}
+    training_figure(histories, outputs["training"])
+    table = f1_table(runs)
+    write_csv(table, outputs["f1_csv"])
+    write_text(outputs["f1_md"], to_markdown(table.round(3)))
+    write_text(outputs["classification_report"], classification_report_text(runs))

@@ -1,0 +1,75 @@
+"""Shared fixtures: where the real sample data is, and one real run of the small grid."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MEDTRANSFER_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "README.md").is_file():
+        pytest.skip(f"sample data not found at {SHARED_DATA} (set MEDTRANSFER_SHARED_DATA)")
+    return SHARED_DATA
+
+
+def write_config(path: Path, data_root: Path, name: str = "small.yaml", **overrides) -> Path:
+    config = yaml.safe_load((REPO / "tests" / "configs" / name).read_text())
+    config["data_root"] = str(data_root)
+    config.update(overrides)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def snakemake(
+    workdir: Path, configfile: Path, *args: str, timeout: int = 600, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run the real workflow of this checkout in `workdir`."""
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        *args,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}"
+            f"\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+@pytest.fixture(scope="session")
+def small_grid(tmp_path_factory, shared_data) -> Path:
+    """The grid of issue 3 (sources none + natural, targets ISIC + blood, FE and FT + SVM,
+    2 seeds, 32 px, width 0.25, 2 epochs), run once for every test that reads its outputs."""
+    workdir = tmp_path_factory.mktemp("small_grid")
+    config = write_config(workdir / "config.yaml", shared_data)
+    snakemake(workdir, config, "--cores", "2", timeout=900)
+    return workdir
+
+
+@pytest.fixture()
+def copy_of(tmp_path):
+    def _copy(workdir: Path) -> Path:
+        target = tmp_path / "copy"
+        shutil.copytree(workdir, target, symlinks=True)
+        return target
+
+    return _copy

@@ -1,0 +1,267 @@
+"""Adapters on the real sample data, odd image modes and broken files, prepare's outputs."""
+
+from __future__ import annotations
+
+import gzip
+from collections import Counter
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medtransfer.config import ConfigError
+from medtransfer.data import DataError, open_dataset, prepare_task, select_task_items, to_rgb
+from medtransfer.io import read_json
+
+
+def counts(dataset) -> Counter:
+    return Counter(item.label for item in dataset.items)
+
+
+def test_folder_adapter_natural_images(shared_data):
+    ds = open_dataset({"adapter": "folder", "path": "natural_images_30px"}, shared_data)
+    assert counts(ds) == {
+        "airplane": 727,
+        "car": 968,
+        "cat": 885,
+        "dog": 702,
+        "flower": 843,
+        "fruit": 1000,
+        "motorbike": 788,
+        "person": 986,
+    }
+
+
+def test_folder_adapter_merges_split_folders(shared_data):
+    spec = {
+        "adapter": "folder",
+        "path": "blood_cells_wbc",
+        "splits": {"train": "TRAIN_subset250", "test": "TEST"},
+    }
+    ds = open_dataset(spec, shared_data)
+    by_split = Counter((item.split, item.label) for item in ds.items)
+    assert by_split[("train", "EOSINOPHIL")] == 250
+    assert by_split[("test", "EOSINOPHIL")] == 623 and by_split[("test", "NEUTROPHIL")] == 624
+    assert len(ds.items) == 1000 + 2487
+
+
+def test_folder_adapter_cats_dogs_and_chest(shared_data):
+    cats = open_dataset({"adapter": "folder", "path": "cats_vs_dogs_sample"}, shared_data)
+    assert counts(cats) == {"cat": 401, "dog": 401}
+    chest = open_dataset({"adapter": "folder", "path": "chest_xray_kermany_val"}, shared_data)
+    assert counts(chest) == {"NORMAL": 8, "PNEUMONIA": 8}
+
+
+def test_csv_adapter_isic_metadata(shared_data):
+    spec = {
+        "adapter": "csv",
+        "path": "isic_archive_sample",
+        "labels_csv": "metadata.csv",
+        "filename": "{label}/{isic_id}.jpg",
+        "label": "benign_malignant",
+    }
+    assert counts(open_dataset(spec, shared_data)) == {"benign": 398, "malignant": 159}
+    by_diagnosis = open_dataset({**spec, "label": "diagnosis"}, shared_data)
+    assert counts(by_diagnosis) == {"nevus": 396, "melanoma": 159}  # 2 rows have no diagnosis
+
+
+def test_csv_adapter_kaggle_dr(shared_data):
+    spec = {
+        "adapter": "csv",
+        "path": "diabetic_retinopathy_kaggle_sample",
+        "images": "images",
+        "labels_csv": "labels.csv",
+        "filename": "{image}.jpeg",
+        "label": "level",
+    }
+    assert counts(open_dataset(spec, shared_data)) == {"0": 5, "1": 2, "2": 1, "4": 2}
+
+
+def test_csv_adapter_onehot_columns(tmp_path):
+    for name in ("a", "b", "c"):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{name}.png")
+    (tmp_path / "gt.csv").write_text(
+        "image_id,melanoma,seborrheic_keratosis\na,1.0,0.0\nb,0.0,1.0\nc,0.0,0.0\n"
+    )
+    spec = {
+        "adapter": "csv",
+        "path": ".",
+        "labels_csv": "gt.csv",
+        "filename": "{image_id}.png",
+        "onehot": ["melanoma", "seborrheic_keratosis"],
+        "onehot_default": "nevus",
+    }
+    ds = open_dataset(spec, tmp_path)
+    assert [i.label for i in ds.items] == ["melanoma", "seborrheic_keratosis", "nevus"]
+
+
+def test_csv_adapter_names_missing_and_unlisted_images(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "present.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "unlisted.png")
+    (tmp_path / "labels.csv").write_text("image,level\npresent,0\nabsent,1\n")
+    spec = {
+        "adapter": "csv",
+        "path": ".",
+        "labels_csv": "labels.csv",
+        "filename": "{image}.png",
+        "label": "level",
+    }
+    with pytest.raises(DataError, match=r"absent\.png.*unlisted\.png"):
+        open_dataset(spec, tmp_path)
+    assert len(open_dataset({**spec, "on_mismatch": "skip"}, tmp_path).items) == 1
+
+
+def test_npz_adapter_pneumoniamnist(shared_data):
+    spec = {
+        "adapter": "npz",
+        "path": "pneumoniamnist/pneumoniamnist_reassembled.npz",
+        "label_names": ["normal", "pneumonia"],
+    }
+    ds = open_dataset(spec, shared_data)
+    split_counts = Counter((i.split, i.label) for i in ds.items)
+    assert split_counts == {
+        ("train", "normal"): 1214,
+        ("train", "pneumonia"): 3494,
+        ("val", "normal"): 135,
+        ("val", "pneumonia"): 389,
+        ("test", "normal"): 234,
+        ("test", "pneumonia"): 390,
+    }
+    assert ds.open(0).size == (28, 28)
+
+
+def _write_idx(path, array):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_idx_adapter(tmp_path):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 6), ("t10k", 4)):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 28, 28)))
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 2)
+    ds = open_dataset({"adapter": "idx", "path": ".", "label_names": ["top", "trouser"]}, tmp_path)
+    assert Counter((i.split, i.label) for i in ds.items) == {
+        ("train", "top"): 3,
+        ("train", "trouser"): 3,
+        ("test", "top"): 2,
+        ("test", "trouser"): 2,
+    }
+    assert np.asarray(ds.open(1)).shape == (28, 28)
+
+
+def test_empty_class_folder_is_named(tmp_path):
+    (tmp_path / "cls_a").mkdir()
+    (tmp_path / "cls_b").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "cls_a" / "x.png")
+    with pytest.raises(DataError, match="cls_b holds no image files"):
+        open_dataset({"adapter": "folder", "path": "."}, tmp_path)
+
+
+def test_mapping_that_leaves_one_class_is_refused(shared_data):
+    ds = open_dataset({"adapter": "folder", "path": "chest_xray_kermany_val"}, shared_data)
+    with pytest.raises(ConfigError, match="tasks.chest.*leaves one class"):
+        select_task_items(ds, {"classes": {"sick": ["PNEUMONIA"]}}, "chest")
+
+
+def test_task_mapping_and_cap(shared_data):
+    ds = open_dataset({"adapter": "folder", "path": "natural_images_30px"}, shared_data)
+    task = {
+        "classes": {"animal": ["cat", "dog"], "vehicle": ["car", "motorbike"]},
+        "max_per_class": 100,
+    }
+    chosen = select_task_items(ds, task, "t")
+    assert chosen.classes == ["animal", "vehicle"]
+    assert Counter(chosen.labels) == {0: 100, 1: 100}
+    assert chosen == select_task_items(ds, task, "t")  # the same subset every time
+    assert chosen.left_out["person"] == 986
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "1", "I", "F"])
+def test_every_mode_becomes_rgb(mode):
+    image = Image.new(mode, (10, 6))
+    if mode == "I;16":
+        image = Image.fromarray(np.full((6, 10), 4000, dtype=np.uint16))
+        assert image.mode.startswith("I;16")
+    rgb = to_rgb(image)
+    assert rgb.mode == "RGB" and rgb.size == (10, 6)
+    if mode == "I;16":  # scaled by its maximum, not clipped to white
+        assert np.asarray(rgb).max() == 255
+
+
+def _odd_images(folder):
+    (folder / "good").mkdir(parents=True)
+    (folder / "bad").mkdir()
+    specs = {
+        "gray.png": ("L", None),
+        "rgba.png": ("RGBA", None),
+        "cmyk.jpg": ("CMYK", None),
+        "palette.png": ("P", None),
+        "one_bit.png": ("1", None),
+    }
+    for name, (mode, _) in specs.items():
+        Image.new(mode, (40, 30)).save(folder / "good" / name)
+    Image.fromarray(np.arange(1200, dtype=np.uint16).reshape(30, 40) * 50).save(
+        folder / "good" / "sixteen.png"
+    )
+    for i in range(6):
+        Image.new("RGB", (50, 50), (i * 40, 0, 0)).save(folder / "bad" / f"ok{i}.jpg")
+    jpeg = (folder / "bad" / "ok0.jpg").read_bytes()
+    (folder / "bad" / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (folder / "bad" / "empty.jpg").write_bytes(b"")
+    (folder / "bad" / "text.jpg").write_text("not an image at all")
+
+
+def test_prepare_skips_broken_files_and_names_them(tmp_path):
+    _odd_images(tmp_path / "data")
+    out = tmp_path / "out"
+    meta = prepare_task(
+        "odd",
+        {"dataset": "odd"},
+        {"adapter": "folder", "path": "data"},
+        tmp_path,
+        32,
+        0.5,
+        out / "images.npy",
+        out / "meta.json",
+        threads=2,
+    )
+    skipped = sorted(s["file"].rsplit("/", 1)[1] for s in meta["skipped"])
+    assert skipped == ["empty.jpg", "text.jpg", "truncated.jpg"]
+    images = np.load(out / "images.npy", mmap_mode="r")
+    assert images.shape == (12, 32, 32, 3) and images.dtype == np.uint8
+    assert meta["counts"] == {"bad": 6, "good": 6}
+    assert read_json(out / "meta.json")["n_images"] == 12
+    assert not list(out.glob(".tmp-*"))
+
+
+def test_prepare_fails_above_the_bad_fraction(tmp_path):
+    _odd_images(tmp_path / "data")
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"3 of 15 images are unreadable.*(empty|text|trunc)"):
+        prepare_task(
+            "odd",
+            {"dataset": "odd"},
+            {"adapter": "folder", "path": "data"},
+            tmp_path,
+            32,
+            0.01,
+            out / "images.npy",
+            out / "meta.json",
+        )
+    assert not (out / "images.npy").exists()
+
+
+def test_prepare_refuses_images_below_32_px(tmp_path, shared_data):
+    with pytest.raises(ConfigError, match="image_size: 16"):
+        prepare_task(
+            "c",
+            {"dataset": "c"},
+            {"adapter": "folder", "path": "chest_xray_kermany_val"},
+            shared_data,
+            16,
+            0.01,
+            tmp_path / "i.npy",
+            tmp_path / "m.json",
+        )

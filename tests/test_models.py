@@ -1,0 +1,173 @@
+"""Real Keras models: the VGG16 builder, ImageNet's offline error, freezing, resumable training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from medtransfer import imagenet  # noqa: E402
+from medtransfer.config import ConfigError  # noqa: E402
+from medtransfer.models import (  # noqa: E402
+    build_vgg16,
+    feature_layer_name,
+    load_source,
+    set_trainable,
+    with_new_head,
+)
+from medtransfer.training import TrainingDiverged, train  # noqa: E402
+
+KERAS_NAMES = [
+    "block1_conv1",
+    "block1_conv2",
+    "block1_pool",
+    "block2_conv1",
+    "block2_conv2",
+    "block2_pool",
+    "block3_conv1",
+    "block3_conv2",
+    "block3_conv3",
+    "block3_pool",
+    "block4_conv1",
+    "block4_conv2",
+    "block4_conv3",
+    "block4_pool",
+    "block5_conv1",
+    "block5_conv2",
+    "block5_conv3",
+    "block5_pool",
+    "flatten",
+    "fc1",
+    "fc2",
+    "predictions",
+]
+
+
+def test_vgg16_has_keras_layer_names_at_any_width():
+    model = build_vgg16(32, 3, width=0.25)
+    names = [layer.name for layer in model.layers]
+    assert names[-len(KERAS_NAMES) :] == KERAS_NAMES
+    assert model.get_layer("block1_conv1").filters == 16
+    assert model.get_layer("fc2").units == 1024
+    assert model.output_shape == (None, 3)
+
+
+def test_full_width_vgg16_matches_keras_parameter_count_of_the_body():
+    ours = build_vgg16(224, 1000, width=1.0)
+    reference = keras.applications.VGG16(weights=None, include_top=True)
+    assert ours.count_params() == reference.count_params()
+
+
+def test_image_size_below_32_is_refused():
+    with pytest.raises(ConfigError, match="image_size: 16"):
+        build_vgg16(16, 2)
+
+
+def test_imagenet_offline_error_names_file_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    with pytest.raises(imagenet.WeightsUnavailable) as error:
+        imagenet.fetch_weights(32)
+    message = str(error.value)
+    assert imagenet.WEIGHTS_NOTOP in message
+    assert str(tmp_path / "keras" / "models") in message
+    assert imagenet.WEIGHTS_TOP in imagenet.missing_message(224)
+
+
+def test_new_head_keeps_source_dense_weights_unless_asked():
+    keras.utils.set_random_seed(0)
+    source = build_vgg16(32, 8, width=0.125)
+    fc2 = source.get_layer("fc2").get_weights()[0].copy()
+    kept = with_new_head(source, 3, 0.125)
+    assert np.array_equal(kept.get_layer("fc2").get_weights()[0], fc2)
+    assert kept.output_shape == (None, 3)
+    fresh = with_new_head(build_vgg16(32, 8, width=0.125), 3, 0.125, random_dense=True)
+    assert fresh.get_layer("fc2").get_weights()[0].shape == fc2.shape
+
+
+@pytest.mark.parametrize(
+    ("variant", "trainable_blocks"),
+    [("all", {1, 2, 3, 4, 5}), ("last", {5}), ("first", {1}), ("firstlast-randhead", {1, 5})],
+)
+def test_freezing_variants(variant, trainable_blocks):
+    model = build_vgg16(32, 2, width=0.125)
+    set_trainable(model, variant)
+    blocks = {
+        int(la.name[5])
+        for la in model.layers
+        if la.name.startswith("block") and la.trainable and la.weights
+    }
+    assert blocks == trainable_blocks
+    assert model.get_layer("fc2").trainable and model.get_layer("predictions").trainable
+
+
+def test_source_with_other_input_size_is_refused(tmp_path):
+    path = tmp_path / "model.keras"
+    build_vgg16(64, 2, width=0.125).save(path)
+    with pytest.raises(ConfigError, match=r"takes 64 px images but image_size is 32"):
+        load_source(path, 32)
+
+
+def test_feature_layer_must_exist():
+    with pytest.raises(ConfigError, match="no layer 'fc9'"):
+        feature_layer_name(build_vgg16(32, 2, width=0.125), "fc9")
+
+
+SETTINGS = {
+    "epochs": 3,
+    "patience": 10,
+    "learning_rate": 0.01,
+    "momentum": 0.9,
+    "nesterov": True,
+    "batch_size": 16,
+    "keep_best": False,
+    "class_weights": True,
+}
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (60, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(60) % 2
+    images[labels == 1, :16] = 255  # a learnable difference
+    split = {"train": list(range(40)), "val": list(range(40, 50)), "class_weights": [1.0, 1.0]}
+    return images, labels, split
+
+
+def _fresh_model():
+    keras.utils.set_random_seed(7)
+    return build_vgg16(32, 2, width=0.125)
+
+
+def test_training_resumes_after_a_kill_to_the_same_weights(tmp_path):
+    images, labels, split = _data()
+    straight, state, _ = train(
+        _fresh_model(), images, labels, split, SETTINGS, 7, tmp_path / "straight"
+    )
+    assert state.next_epoch == 3 and len(state.history) == 3
+    # 'Kill' after the first epoch: a job that stopped there left only its checkpoint.
+    train(_fresh_model(), images, labels, split, {**SETTINGS, "epochs": 1}, 7, tmp_path / "k")
+    resumed, resumed_state, _ = train(
+        _fresh_model(), images, labels, split, SETTINGS, 7, tmp_path / "k"
+    )
+    assert [h["epoch"] for h in resumed_state.history] == [1, 2, 3]
+    for a, b in zip(straight.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_early_stopping_and_best_epoch(tmp_path):
+    images, labels, split = _data()
+    settings = {**SETTINGS, "epochs": 30, "patience": 1, "learning_rate": 0.05}
+    _, state, _ = train(_fresh_model(), images, labels, split, settings, 0, tmp_path / "es")
+    assert state.stopped_early and state.next_epoch < 30
+    assert (
+        state.best_epoch
+        == min(range(len(state.history)), key=lambda i: state.history[i]["val_loss"]) + 1
+    )
+
+
+def test_diverged_training_fails_clearly(tmp_path):
+    images, labels, split = _data()
+    settings = {**SETTINGS, "learning_rate": 1e6}
+    with pytest.raises(TrainingDiverged, match="diverged at epoch 1.*lower learning_rate"):
+        train(_fresh_model(), images, labels, split, settings, 0, tmp_path / "nan")

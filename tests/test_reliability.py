@@ -1,0 +1,104 @@
+"""Crashes lose nothing: a fine-tuning job killed mid-training resumes to the same result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+RUN = "results/runs/isic/none/ft-svm/seed0.json"
+CHECKPOINT = "results/checkpoints/finetune/isic/none/all/seed0/state.json"
+METRICS = (
+    "auc_macro",
+    "auc_per_class",
+    "accuracy",
+    "confusion_matrix",
+    "test_scores",
+    "epochs_run",
+    "best_epoch",
+)
+
+
+def test_killed_finetune_resumes_to_identical_metrics(tmp_path, shared_data):
+    reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
+    for folder in (reference_dir, killed_dir):
+        folder.mkdir()
+        write_config(folder / "config.yaml", shared_data, "fault.yaml")
+    snakemake(reference_dir, reference_dir / "config.yaml", "--cores", "2")
+    reference = json.loads((reference_dir / RUN).read_text())
+
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(killed_dir),
+        "--configfile",
+        str(killed_dir / "config.yaml"),
+        "--cores",
+        "2",
+    ]
+    job = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    state = killed_dir / CHECKPOINT
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and job.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["next_epoch"] >= 2:
+            break
+        time.sleep(0.05)
+    assert job.poll() is None, "the grid finished before it could be killed"
+    os.killpg(job.pid, signal.SIGKILL)  # the node dies: Snakemake and its job at once
+    job.wait()
+    killed_at = json.loads(state.read_text())["next_epoch"]
+    assert 2 <= killed_at < 6 and not (killed_dir / RUN).exists()
+
+    upstream = sorted((killed_dir / "results" / "prepared").rglob("*")) + sorted(
+        (killed_dir / "results" / "splits").rglob("*.json")
+    )
+    stamps = {path: path.stat().st_mtime_ns for path in upstream if path.is_file()}
+    snakemake(killed_dir, killed_dir / "config.yaml", "--unlock")
+    snakemake(killed_dir, killed_dir / "config.yaml", "--cores", "2", "--rerun-incomplete")
+
+    log = (killed_dir / "logs/finetune/isic_none_all_seed0.log").read_text()
+    assert "resuming from checkpoint" in log and f"at epoch {killed_at + 1}" in log
+    resumed = json.loads((killed_dir / RUN).read_text())
+    for key in METRICS:
+        assert resumed[key] == reference[key], key
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps, "an upstream job re-ran"
+    assert not (killed_dir / CHECKPOINT).parent.exists(), "checkpoint left after completion"
+    leftovers = [p for p in (killed_dir / "results").rglob(".tmp-*")]
+    assert not leftovers, leftovers
+
+
+def test_skipped_images_reach_the_run_json(small_grid):
+    meta = json.loads((small_grid / "results/prepared/isic/32px/meta.json").read_text())
+    run = json.loads((small_grid / "results/runs/isic/none/fe-svm/seed0.json").read_text())
+    assert run["skipped_images"] == len(meta["skipped"])
+
+
+def test_no_temporary_files_or_checkpoints_remain(small_grid):
+    results = Path(small_grid) / "results"
+    assert not list(results.rglob(".tmp-*"))
+    assert not any(p.is_file() for p in (results / "checkpoints").rglob("*"))
+
+
+def test_config_that_is_not_yaml_fails_naming_the_file(tmp_path):
+    (tmp_path / "config.yaml").write_text("sources: [none\n  targets: {")
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d",
+               str(tmp_path), "-n", "--cores", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "config.yaml is not valid YAML" in result.stdout + result.stderr

@@ -1,0 +1,323 @@
+"""The real workflow on real sample data: prepare/split, the small grid, its DAG, reports."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from .conftest import snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+README_COUNTS = {
+    "natural": {
+        "airplane": 727,
+        "car": 968,
+        "cat": 885,
+        "dog": 702,
+        "flower": 843,
+        "fruit": 1000,
+        "motorbike": 788,
+        "person": 986,
+    },
+    "catdog": {"cat": 401, "dog": 401},
+    "chest": {"normal": 1214 + 135 + 234, "pneumonia": 3494 + 389 + 390},
+    "isic": {"benign": 398, "malignant": 159},
+    "blood": {
+        "EOSINOPHIL": 250 + 623,
+        "LYMPHOCYTE": 250 + 620,
+        "MONOCYTE": 250 + 620,
+        "NEUTROPHIL": 250 + 624,
+    },
+}
+RUN_FIELDS = {
+    "auc_macro",
+    "auc_per_class",
+    "accuracy",
+    "kappa_quadratic",
+    "f1_per_class",
+    "f1_micro",
+    "f1_macro",
+    "confusion_matrix",
+    "classes",
+    "sizes",
+    "epochs_run",
+    "best_epoch",
+    "wall_time_s",
+    "versions",
+    "config_hash",
+    "skipped_images",
+}
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run."""
+    table = output.split("Job stats:", 1)[1]
+    return {
+        m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"
+    }
+
+
+def test_prepare_and_split_match_the_data_readme(tmp_path, shared_data):
+    config = write_config(tmp_path / "c.yaml", shared_data, "prepare.yaml")
+    targets = [f"results/prepared/{t}/32px/meta.json" for t in README_COUNTS]
+    targets += [f"results/splits/{t}/seed0.json" for t in README_COUNTS]
+    snakemake(tmp_path, config, "--cores", "2", *targets)
+    for task, expected in README_COUNTS.items():
+        meta = json.loads((tmp_path / f"results/prepared/{task}/32px/meta.json").read_text())
+        skipped = len(meta["skipped"])
+        assert sum(meta["counts"].values()) == sum(expected.values()) - skipped
+        assert skipped == 0 and meta["counts"] == expected
+        import numpy as np
+
+        images = np.load(tmp_path / f"results/prepared/{task}/32px/images.npy", mmap_mode="r")
+        assert images.shape == (meta["n_images"], 32, 32, 3)
+    chest = json.loads((tmp_path / "results/splits/chest/seed0.json").read_text())
+    assert chest["counts"]["test"] == [234, 390]  # PneumoniaMNIST's own test split
+
+
+def test_small_grid_writes_every_run(small_grid):
+    runs = sorted((small_grid / "results" / "runs").rglob("seed*.json"))
+    assert len(runs) == 2 * 2 * 2 * 2
+    for path in runs:
+        run = json.loads(path.read_text())
+        assert RUN_FIELDS <= set(run), path
+        assert 0.0 <= run["auc_macro"] <= 1.0
+        assert len(run["test_labels"]) == run["sizes"]["test"]
+
+
+def test_dag_has_one_job_per_unit_of_work(tmp_path, shared_data):
+    config = write_config(tmp_path / "c.yaml", shared_data)
+    counts = job_counts(snakemake(tmp_path, config, "-n", "--cores", "2").stdout)
+    # 3 tasks; splits: 2 targets x 2 seeds + 1 for pretraining; natural is the one trained
+    # source; extract per (source, target); finetune per (source, target, seed); score per run
+    assert counts == {
+        "prepare": 3,
+        "split": 5,
+        "pretrain": 1,
+        "extract": 4,
+        "finetune": 8,
+        "score": 16,
+        "table2": 1,
+        "figure": 1,
+        "filters": 1,
+        "structural": 1,
+        "target_report": 2,
+        "analyse": 1,
+        # the learning-curve axis: isic, none, ft-svm, 2 seeds, fraction 0.5
+        "subsample": 2,
+        "finetune_fraction": 2,
+        "score_fraction": 2,
+        "learning_curve": 1,
+        "all": 1,
+    }
+
+
+def test_adding_a_classifier_adds_only_score_jobs(small_grid, shared_data):
+    config = write_config(
+        small_grid / "more.yaml", shared_data, methods=["fe-svm", "ft-svm", "fe-logreg", "ft-head"]
+    )
+    counts = job_counts(snakemake(small_grid, config, "-n", "--cores", "2").stdout)
+    assert counts.pop("score") == 16
+    report_jobs = {"table2", "figure", "structural", "target_report", "analyse"}
+    assert set(counts) <= report_jobs | {"learning_curve", "all"}
+
+
+def test_second_run_schedules_nothing(small_grid):
+    result = snakemake(small_grid, small_grid / "config.yaml", "-n", "--cores", "2")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_rerun_gives_identical_metrics(small_grid, copy_of):
+    workdir = copy_of(small_grid)
+    run = Path("results/runs/blood/natural/ft-svm/seed0.json")
+    before = json.loads((workdir / run).read_text())
+    trained = workdir / "results/finetune/blood/natural/all/seed0/training.json"
+    trained_at = trained.stat().st_mtime_ns
+    snakemake(workdir, workdir / "config.yaml", "--cores", "2", str(run), "--forcerun", "finetune")
+    after = json.loads((workdir / run).read_text())
+    assert trained.stat().st_mtime_ns > trained_at  # the network really was trained again
+    for key in (
+        "auc_macro",
+        "auc_per_class",
+        "accuracy",
+        "f1_per_class",
+        "confusion_matrix",
+        "test_scores",
+    ):
+        assert after[key] == before[key], key
+
+
+def test_table2_matches_config_and_runs(small_grid):
+    lines = (small_grid / "results/table2.md").read_text().split("\n\n")[0].splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header == ["Target", "No transfer", "natural FE", "natural FT"]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert [r[0] for r in rows] == ["isic", "Differences", "blood", "Differences"]
+    rows = [[cell.removesuffix(" †") for cell in row] for row in rows]
+    aucs = [
+        json.loads((small_grid / f"results/runs/blood/natural/fe-svm/seed{s}.json").read_text())[
+            "auc_macro"
+        ]
+        for s in (0, 1)
+    ]
+    mean = sum(aucs) / 2
+    assert rows[2][2] == f"{mean:.3f} ± {max(abs(a - mean) for a in aucs):.3f}"
+    ft, fe = (float(rows[0][3].split(" ± ")[0]), float(rows[0][2].split(" ± ")[0]))
+    assert abs(float(rows[1][3]) - (ft - fe)) <= 0.0015
+    assert "\\begin{tabular}" in (small_grid / "results/table2.tex").read_text()
+    tidy = pd.read_csv(small_grid / "results/table2.csv")
+    assert set(tidy.columns) >= {
+        "target",
+        "source",
+        "method",
+        "mean",
+        "max_deviation",
+        "std",
+        "n_seeds",
+        "files",
+    }
+    assert (tidy.n_seeds == 2).all()
+
+
+def test_figure_data_matches_the_table(small_grid):
+    assert (small_grid / "results/figure3.png").stat().st_size > 10_000
+    data = pd.read_csv(small_grid / "results/figure3.csv")
+    tidy = pd.read_csv(small_grid / "results/table2.csv")
+    ft = tidy[(tidy.source == "natural") & (tidy.method == "ft-svm")]["mean"].mean()
+    row = data[(data.source == "natural") & (data.kind == "FT")]
+    assert row.mean_auc.iloc[0] == pytest.approx(ft, abs=1e-6)
+
+
+def test_filter_grids_exist_for_every_source_model(small_grid):
+    for name in ("block1_conv2", "block2_conv2", "block3_conv1", "kernels"):
+        assert (small_grid / f"results/filters/natural/{name}.png").is_file()
+    structural = pd.read_csv(small_grid / "results/filters/structural.csv")
+    assert list(structural.source) == ["natural"]
+    assert 0 <= structural.structural_percent.iloc[0] <= 100
+
+
+def test_one_target_table_schedules_only_that_target(tmp_path, shared_data):
+    config = write_config(tmp_path / "c.yaml", shared_data)
+    out = snakemake(tmp_path, config, "-n", "--cores", "2", "results/isic/table2.csv").stdout
+    assert "/blood/" not in out and "target=blood" not in out and "task=blood" not in out
+    assert "results/runs/isic/natural/ft-svm/seed1.json" in out
+
+
+def test_html_report(small_grid, copy_of):
+    workdir = copy_of(small_grid)
+    snakemake(workdir, workdir / "config.yaml", "--report", "report.html")
+    html = (workdir / "report.html").read_text(errors="replace")
+    assert "table2.csv" in html and "figure3.png" in html and "block1_conv2.png" in html
+
+
+def test_stats_recompute_an_interval_and_a_difference(small_grid):
+    from medtransfer.stats import run_interval
+
+    per_run = pd.read_csv(small_grid / "results/stats_runs.csv")
+    row = per_run[
+        (per_run.target == "blood")
+        & (per_run.source == "natural")
+        & (per_run.method == "ft-svm")
+        & (per_run.seed == 1)
+    ].iloc[0]
+    run = json.loads((small_grid / "results/runs/blood/natural/ft-svm/seed1.json").read_text())
+    low, high = run_interval(run)
+    assert (row.ci_low, row.ci_high) == pytest.approx((low, high), abs=1e-6)
+    assert low < run["auc_macro"] < high
+    stats = pd.read_csv(small_grid / "results/stats.csv")
+    diff = stats[
+        (stats.target == "blood")
+        & (stats.source == "natural")
+        & (stats.comparison == "ft-svm - fe-svm")
+    ].iloc[0]
+    aucs = {
+        m: [
+            json.loads((small_grid / f"results/runs/blood/natural/{m}/seed{s}.json").read_text())[
+                "auc_macro"
+            ]
+            for s in (0, 1)
+        ]
+        for m in ("ft-svm", "fe-svm")
+    }
+    expected = sum(a - b for a, b in zip(aucs["ft-svm"], aucs["fe-svm"], strict=True)) / 2
+    assert diff.mean_difference == pytest.approx(expected, abs=1e-6)
+    assert diff.ci_low <= diff.ci_high and diff.n_seeds == 2
+    marked = "†" in (small_grid / "results/table2.md").read_text().split("\n\n")[0]
+    assert marked == bool(stats.excludes_zero.any())
+
+
+def test_per_target_report(small_grid):
+    folder = small_grid / "results" / "blood"
+    for name in ("roc.png", "confusion.png", "training_curves.png", "classification_report.txt"):
+        assert (folder / name).stat().st_size > 0, name
+    f1 = pd.read_csv(folder / "f1.csv")
+    assert len(f1) == 4 and list(f1.columns[2:6]) == [
+        "EOSINOPHIL",
+        "LYMPHOCYTE",
+        "MONOCYTE",
+        "NEUTROPHIL",
+    ]
+    runs = [
+        json.loads((small_grid / f"results/runs/blood/none/fe-svm/seed{s}.json").read_text())
+        for s in (0, 1)
+    ]
+    row = f1[(f1.source == "none") & (f1.method == "fe-svm")].iloc[0]
+    assert row["macro"] == pytest.approx(sum(r["f1_macro"] for r in runs) / 2, abs=1e-6)
+    assert "EOSINOPHIL" in (folder / "classification_report.txt").read_text()
+
+
+def test_similarity_and_data_per_class(small_grid):
+    import numpy as np
+
+    from medtransfer.analysis import frechet_distance, rank_correlation
+
+    folder = small_grid / "results" / "analysis"
+    similarity = pd.read_csv(folder / "similarity.csv")
+    assert set(zip(similarity.source, similarity.target, strict=True)) == {
+        ("natural", "isic"),
+        ("natural", "blood"),
+    }
+    row = similarity[similarity.target == "blood"].iloc[0]
+    source = np.load(small_grid / "results/models/natural/features.npy")
+    target = np.load(small_grid / "results/features/blood/natural.npy")
+    assert row.frechet_distance == pytest.approx(frechet_distance(source, target), rel=1e-6)
+
+    def mean_auc(source_name):
+        return (
+            sum(
+                json.loads(
+                    (
+                        small_grid / f"results/runs/blood/{source_name}/ft-svm/seed{s}.json"
+                    ).read_text()
+                )["auc_macro"]
+                for s in (0, 1)
+            )
+            / 2
+        )
+
+    assert row.ft_gain == pytest.approx(mean_auc("natural") - mean_auc("none"), abs=1e-6)
+    correlations = pd.read_csv(folder / "correlations.csv")
+    written = correlations[
+        (correlations.analysis == "similarity") & (correlations.gain == "ft_gain")
+    ].iloc[0]
+    rho, _ = rank_correlation(similarity.frechet_distance, similarity.ft_gain)
+    assert (pd.isna(written.spearman_rho) and pd.isna(rho)) or written.spearman_rho == rho
+    assert written.n_points == 2
+    for name in ("similarity.png", "data_per_class.png"):
+        assert (folder / name).stat().st_size > 10_000
+
+
+def test_learning_curve(small_grid):
+    curve = pd.read_csv(small_grid / "results/analysis/learning_curves.csv")
+    assert sorted(curve.fraction) == [0.5, 1.0]
+    half = json.loads((small_grid / "results/runs/isic/none/ft-svm/seed0_frac0.5.json")
+                      .read_text())
+    full = json.loads((small_grid / "results/runs/isic/none/ft-svm/seed0.json").read_text())
+    assert half["train_fraction"] == 0.5 and half["sizes"]["test"] == full["sizes"]["test"]
+    assert abs(half["sizes"]["train"] - full["sizes"]["train"] / 2) <= 2
+    assert (small_grid / "results/analysis/learning_curves.png").stat().st_size > 10_000
