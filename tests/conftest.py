@@ -30,22 +30,30 @@ def write_config(path: Path, data_root: Path, name: str = "small.yaml", **overri
     return path
 
 
+NATURAL_IMAGES_COUNTS = {
+    "airplane": 727,
+    "car": 968,
+    "cat": 885,
+    "dog": 702,
+    "flower": 843,
+    "fruit": 1000,
+    "motorbike": 788,
+    "person": 986,
+}  # fmt: skip  (shared/data/README.md)
+
+
+def snakemake_command(workdir: Path, configfile: Path | None, *args: str) -> list[str]:
+    """The command line that runs this checkout's workflow in `workdir`."""
+    config = ["--configfile", str(configfile)] if configfile else []
+    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d",
+            str(workdir), *config, *args]  # fmt: skip
+
+
 def snakemake(
     workdir: Path, configfile: Path, *args: str, timeout: int = 600, check: bool = True
 ) -> subprocess.CompletedProcess:
     """Run the real workflow of this checkout in `workdir`."""
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--configfile",
-        str(configfile),
-        *args,
-    ]
+    command = snakemake_command(workdir, configfile, *args)
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(

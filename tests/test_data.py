@@ -13,6 +13,8 @@ from medtransfer.config import ConfigError
 from medtransfer.data import DataError, open_dataset, prepare_task, select_task_items, to_rgb
 from medtransfer.io import read_json
 
+from .conftest import NATURAL_IMAGES_COUNTS
+
 
 def counts(dataset) -> Counter:
     return Counter(item.label for item in dataset.items)
@@ -20,16 +22,7 @@ def counts(dataset) -> Counter:
 
 def test_folder_adapter_natural_images(shared_data):
     ds = open_dataset({"adapter": "folder", "path": "natural_images_30px"}, shared_data)
-    assert counts(ds) == {
-        "airplane": 727,
-        "car": 968,
-        "cat": 885,
-        "dog": 702,
-        "flower": 843,
-        "fruit": 1000,
-        "motorbike": 788,
-        "person": 986,
-    }
+    assert counts(ds) == NATURAL_IMAGES_COUNTS
 
 
 def test_folder_adapter_merges_split_folders(shared_data):

@@ -6,13 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, snakemake, write_config
+from .conftest import snakemake, snakemake_command, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -37,19 +36,7 @@ def test_killed_finetune_resumes_to_identical_metrics(tmp_path, shared_data):
     snakemake(reference_dir, reference_dir / "config.yaml", "--cores", "2")
     reference = json.loads((reference_dir / RUN).read_text())
 
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(killed_dir),
-        "--configfile",
-        str(killed_dir / "config.yaml"),
-        "--cores",
-        "2",
-    ]
+    command = snakemake_command(killed_dir, killed_dir / "config.yaml", "--cores", "2")
     job = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -97,8 +84,7 @@ def test_no_temporary_files_or_checkpoints_remain(small_grid):
 
 def test_config_that_is_not_yaml_fails_naming_the_file(tmp_path):
     (tmp_path / "config.yaml").write_text("sources: [none\n  targets: {")
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d",
-               str(tmp_path), "-n", "--cores", "1"]
+    command = snakemake_command(tmp_path, None, "-n", "--cores", "1")
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "config.yaml is not valid YAML" in result.stdout + result.stderr

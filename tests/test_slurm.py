@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from .conftest import REPO, write_config
+from .conftest import REPO, snakemake_command, write_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 CLUSTER = REPO.parent / "shared" / "tools" / "local-slurm.sh"
@@ -79,24 +79,9 @@ def slurm():
 
 def test_small_grid_runs_through_slurm(slurm, tmp_path, shared_data):
     config = write_config(tmp_path / "config.yaml", shared_data)
-    command = [
-        "timeout",
-        "-k",
-        "30",
-        "1500",
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(tmp_path),
-        "--configfile",
-        str(config),
-        "--profile",
-        str(REPO / "profiles" / "slurm"),
-        *CI_OVERRIDES,
-    ]
+    command = ["timeout", "-k", "30", "1500",
+               *snakemake_command(tmp_path, config, "--profile", str(REPO / "profiles" / "slurm"),
+                                  *CI_OVERRIDES)]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     runs = sorted((tmp_path / "results" / "runs").rglob("seed*.json"))

@@ -185,14 +185,29 @@ def learning_curve_table(run_files: list[str]) -> pd.DataFrame:
     rows = []
     for path in run_files:
         run = read_json(path)
-        rows.append({"target": run["target"], "source": run["source"], "method": run["method"],
-                     "fraction": run.get("train_fraction", 1.0), "seed": run["seed"],
-                     "n_train": run["sizes"]["train"], "auc": run["auc_macro"]})
+        rows.append(
+            {
+                "target": run["target"],
+                "source": run["source"],
+                "method": run["method"],
+                "fraction": run.get("train_fraction", 1.0),
+                "seed": run["seed"],
+                "n_train": run["sizes"]["train"],
+                "auc": run["auc_macro"],
+            }
+        )
     frame = pd.DataFrame(rows)
     keys = ["target", "source", "method", "fraction"]
-    return (frame.groupby(keys).agg(mean_auc=("auc", "mean"), std_auc=("auc", "std"),
-                                    n_train=("n_train", "mean"), n_seeds=("seed", "count"))
-            .reset_index())
+    return (
+        frame.groupby(keys)
+        .agg(
+            mean_auc=("auc", "mean"),
+            std_auc=("auc", "std"),
+            n_train=("n_train", "mean"),
+            n_seeds=("seed", "count"),
+        )
+        .reset_index()
+    )
 
 
 def write_learning_curves(run_files: list[str], csv_path: str, png_path: str) -> None:
@@ -211,8 +226,14 @@ def write_learning_curves(run_files: list[str], csv_path: str, png_path: str) ->
         part = table[table.target == target]
         for (source, method), curve in part.groupby(["source", "method"]):
             curve = curve.sort_values("fraction")
-            ax.errorbar(curve.fraction, curve.mean_auc, yerr=curve.std_auc.fillna(0),
-                        marker="o", capsize=3, label=f"{source} / {method}")
+            ax.errorbar(
+                curve.fraction,
+                curve.mean_auc,
+                yerr=curve.std_auc.fillna(0),
+                marker="o",
+                capsize=3,
+                label=f"{source} / {method}",
+            )
         ax.set_xscale("log")
         ax.set(title=target, xlabel="fraction of the training split", ylabel="mean AUC")
         ax.legend(fontsize=7)

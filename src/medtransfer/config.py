@@ -156,9 +156,14 @@ def learning_curve_runs(config: dict[str, Any], runs: list[Run]) -> list[tuple[R
     settings = config.get("learning_curve", {})
     chosen = []
     for run in runs:
-        if any(settings.get(key) and value not in settings[key] for key, value in
-               (("targets", run.target), ("sources", run.source),
-                ("methods", run.method.name))):
+        if any(
+            settings.get(key) and value not in settings[key]
+            for key, value in (
+                ("targets", run.target),
+                ("sources", run.source),
+                ("methods", run.method.name),
+            )
+        ):
             continue
         chosen += [(run, fraction_label(f)) for f in settings.get("fractions", [])]
     return chosen

@@ -109,8 +109,9 @@ def make_split(
     }
 
 
-def subsample_train(split: dict[str, Any], labels: np.ndarray, fraction: float,
-                    n_classes: int) -> dict[str, Any]:
+def subsample_train(
+    split: dict[str, Any], labels: np.ndarray, fraction: float, n_classes: int
+) -> dict[str, Any]:
     """The same split with only `fraction` of each class's training images (at least one);
     val and test stay as they are, so the learning curve is measured on fixed data."""
     rng = np.random.default_rng([split["seed"], round(fraction * 1_000_000)])
@@ -126,7 +127,9 @@ def subsample_train(split: dict[str, Any], labels: np.ndarray, fraction: float,
         **split,
         "train": kept,
         "train_fraction": fraction,
-        "counts": {**split["counts"],
-                   "train": np.bincount(labels[kept], minlength=n_classes).tolist()},
+        "counts": {
+            **split["counts"],
+            "train": np.bincount(labels[kept], minlength=n_classes).tolist(),
+        },
         "class_weights": balanced_class_weights(labels[kept], n_classes),
     }

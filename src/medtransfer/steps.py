@@ -118,8 +118,12 @@ def subsample(smk: Any) -> None:
 
     with job_logging(smk) as log:
         meta = read_json(smk.input.meta)
-        result = subsample_train(read_json(smk.input.split), np.asarray(meta["labels"]),
-                                 float(smk.wildcards.fraction), len(meta["classes"]))
+        result = subsample_train(
+            read_json(smk.input.split),
+            np.asarray(meta["labels"]),
+            float(smk.wildcards.fraction),
+            len(meta["classes"]),
+        )
         log.info("kept %s training images per class", result["counts"]["train"])
         write_json(smk.output[0], result)
 
@@ -373,7 +377,7 @@ def score(smk: Any) -> None:
                 "classes": classes,
                 **metrics,
                 "sizes": {s: len(split[s]) for s in ("train", "val", "test")},
-            "train_fraction": split.get("train_fraction", 1.0),
+                "train_fraction": split.get("train_fraction", 1.0),
                 "skipped_images": len(meta["skipped"]),
                 "feature_layer": training.get("feature_layer") or extracted.get("feature_layer"),
                 "epochs_run": training.get("epochs_run"),
@@ -429,7 +433,9 @@ def table2(smk: Any) -> None:
 
     with job_logging(smk) as log:
         table = write_table2(
-            _report_config(smk), list(smk.input.runs), smk.params.sources,
+            _report_config(smk),
+            list(smk.input.runs),
+            smk.params.sources,
             dict(smk.output.items()),
         )
         log.info("Table II with %d rows from %d runs", len(table), len(smk.input.runs))
