@@ -84,18 +84,22 @@ def test_small_grid_runs_through_slurm(slurm, tmp_path, shared_data):
                                   *CI_OVERRIDES)]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    runs = sorted((tmp_path / "results" / "runs").rglob("seed*.json"))
+    runs = [p for p in (tmp_path / "results" / "runs").rglob("seed*.json") if "_frac" not in p.name]
     assert len(runs) == 16
     assert all(0 <= json.loads(p.read_text())["auc_macro"] <= 1 for p in runs)
     assert (tmp_path / "results" / "table2.csv").is_file()
+    # sacct's record of every job this cluster ran, with the sbatch line that submitted it
     accounting = subprocess.run(
-        ["sacct", "-n", "-X", "-P", "-a", "-o", "JobName,State,ReqTRES"],
+        ["sacct", "-n", "-X", "-P", "-a", "-S", "now-2hours", "-o", "State,SubmitLine"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    jobs = [line.split("|") for line in accounting.splitlines() if line.strip()]
-    completed = [j for j in jobs if j[1] == "COMPLETED"]
+    mine = [line for line in accounting.splitlines() if f"-D {tmp_path} " in line]
+    jobs = [line.split("|", 1) for line in mine if "--comment rule_" in line]
+    completed = [line for state, line in jobs if state == "COMPLETED"]
     assert len(completed) >= 40, accounting[-2000:]
-    gpu_jobs = [j for j in completed if "gpu" in j[2]]
-    assert gpu_jobs, "no job asked Slurm for a GPU"
+    finetune = [line for line in completed if "--comment rule_finetune" in line]
+    score = [line for line in completed if "--comment rule_score" in line]
+    assert finetune and all("--gpus=1" in line for line in finetune)  # Keras rules: a GPU
+    assert score and not any("--gpus" in line for line in score)  # CPU rules: none

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .conftest import NATURAL_IMAGES_COUNTS, snakemake, write_config
+from .conftest import NATURAL_IMAGES_COUNTS, REPO, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -313,3 +313,48 @@ def test_learning_curve(small_grid):
     assert half["train_fraction"] == 0.5 and half["sizes"]["test"] == full["sizes"]["test"]
     assert abs(half["sizes"]["train"] - full["sizes"]["train"] / 2) <= 2
     assert (small_grid / "results/analysis/learning_curves.png").stat().st_size > 10_000
+
+
+SEED_CONFIG_JOBS = {
+    # 6 sources (none, imagenet, 4 trained) x 5 targets less chest -> chest = 29 pairs;
+    # 8 tasks prepared; splits: 5 targets x 3 seeds + 4 pretraining splits (chest's seed 0
+    # differs from its target seeds 1-3)
+    "fok2019": {
+        "fetch_imagenet": 1,
+        "prepare": 8,
+        "split": 19,
+        "pretrain": 4,
+        "extract": 29,
+        "finetune": 87,
+        "score": 174,
+        "filters": 5,
+    },
+    # no FE method, so no extract; 2 sources x 2 targets x 4 freezing variants x 3 seeds;
+    # scores: those 48 plus DT and RF on pixels per target and seed (12)
+    "patel2019": {
+        "fetch_imagenet": 1,
+        "prepare": 2,
+        "split": 6,
+        "finetune": 48,
+        "score": 60,
+        "filters": 1,
+    },
+    # ImageNet only: one extract; 2 fine-tuning variants x 3 seeds; 5 methods x 3 seeds
+    "pal2016": {
+        "fetch_imagenet": 1,
+        "prepare": 1,
+        "split": 3,
+        "extract": 1,
+        "finetune": 6,
+        "score": 15,
+        "filters": 1,
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEED_CONFIG_JOBS))
+def test_seed_study_configs_dry_run(tmp_path, name):
+    out = snakemake(tmp_path, REPO / "config" / f"{name}.yaml", "-n", "--cores", "8").stdout
+    counts = job_counts(out)
+    for rule, expected in SEED_CONFIG_JOBS[name].items():
+        assert counts.get(rule, 0) == expected, (rule, counts)

@@ -6,6 +6,8 @@ rule table2:
         **table2_outputs("results/"),
     log:
         logfile("table2", "all"),
+    benchmark:
+        benchfile("table2", "all")
     conda:
         ENV
     params:
@@ -21,6 +23,8 @@ use rule table2 as table2_target with:
         **table2_outputs("results/{target}/"),
     log:
         logfile("table2", "{target}"),
+    benchmark:
+        benchfile("table2", "{target}")
     conda:
         ENV
 
@@ -37,6 +41,8 @@ rule figure:
         data="results/figure3.csv",
     log:
         logfile("figure", "figure3"),
+    benchmark:
+        benchfile("figure", "figure3")
     conda:
         ENV
     params:
@@ -89,6 +95,8 @@ rule structural:
         ),
     log:
         logfile("structural", "all"),
+    benchmark:
+        benchfile("structural", "all")
     conda:
         ENV
     script:
@@ -124,6 +132,8 @@ rule target_report:
         classification_report="results/{target}/classification_report.txt",
     log:
         logfile("target_report", "{target}"),
+    benchmark:
+        benchfile("target_report", "{target}")
     conda:
         ENV
     script:
@@ -152,6 +162,8 @@ rule analyse:
         ),
     log:
         logfile("analyse", "all"),
+    benchmark:
+        benchfile("analyse", "all")
     conda:
         ENV
     params:
@@ -174,6 +186,8 @@ rule learning_curve:
         ),
     log:
         logfile("learning_curve", "all"),
+    benchmark:
+        benchfile("learning_curve", "all")
     conda:
         ENV
     script:
