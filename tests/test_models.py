@@ -171,3 +171,33 @@ def test_diverged_training_fails_clearly(tmp_path):
     settings = {**SETTINGS, "learning_rate": 1e6}
     with pytest.raises(TrainingDiverged, match="diverged at epoch 1.*lower learning_rate"):
         train(_fresh_model(), images, labels, split, settings, 0, tmp_path / "nan")
+
+
+def test_imagenet_weights_load_from_the_keras_cache(tmp_path, monkeypatch):
+    """Keras' published VGG16 files are legacy HDF5. Write one of that format (random
+    weights: the real file cannot be downloaded here) where Keras caches downloads, and load
+    it through the workflow's own path: fetch_weights -> imagenet_vgg16."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from medtransfer.models import CaffePreprocess, imagenet_vgg16
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    folder = tmp_path / "keras" / "models"
+    folder.mkdir(parents=True)
+    keras.utils.set_random_seed(3)
+    reference = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
+    with h5py.File(folder / imagenet.WEIGHTS_NOTOP, "w") as handle:
+        legacy_h5_format.save_weights_to_hdf5_group(handle, reference)
+    path = imagenet.fetch_weights(32)
+    assert path == folder / imagenet.WEIGHTS_NOTOP
+    workflow_copy = tmp_path / "vgg16_32px.h5"  # the name fetch_imagenet gives its copy
+    workflow_copy.write_bytes(path.read_bytes())
+    model = imagenet_vgg16(workflow_copy, 32)
+    np.testing.assert_array_equal(
+        model.get_layer("block5_conv3").get_weights()[0],
+        reference.get_layer("block5_conv3").get_weights()[0],
+    )
+    assert isinstance(model.get_layer("preprocess"), CaffePreprocess)
+    assert feature_layer_name(model, "fc2") == "block5_gap"
+    assert model.output_shape == (None, 512)

@@ -64,7 +64,9 @@ PREPARED = "results/prepared/{task}/{size}px/"
 SPLIT = "results/splits/{task}/seed{seed}.json"
 SPLIT_FRACTION = "results/splits/{task}/seed{seed}_frac{fraction}.json"
 SOURCE_MODEL = "results/models/{source}/model.keras"
-IMAGENET_WEIGHTS = "results/models/imagenet/vgg16_{size}px.weights.h5"
+# Keras' published VGG16 files are legacy HDF5: the name must end in .h5, not .weights.h5
+# (which Keras 3 reads as its own format).
+IMAGENET_WEIGHTS = "results/models/imagenet/vgg16_{size}px.h5"
 FEATURES = "results/features/{target}/{source}.npy"
 FINETUNED = "results/finetune/{target}/{source}/{variant}/seed{seed}/"
 RUN = "results/runs/{target}/{source}/{method}/seed{seed}.json"
