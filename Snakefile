@@ -1,7 +1,8 @@
 # medtransfer: which source data and which transfer method help a medical target task?
 #
 # The pipeline, stage by stage (one rule file each):
-#   prepare   decode every image of a task once -> results/prepared/{task}/{size}px/
+#   prepare   decode a dataset's images once    -> results/prepared/{dataset}/{size}px/
+#   select    a task's classes and rows of it   -> results/tasks/{task}/{size}px/meta.json
 #   split     seeded stratified train/val/test  -> results/splits/{task}/seed{seed}.json
 #   pretrain  VGG16 from scratch on a source    -> results/models/{source}/
 #   extract   frozen features of a target       -> results/features/{target}/{source}.npy

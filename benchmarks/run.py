@@ -73,11 +73,26 @@ def bench_scoring(n_train: int, n_test: int, dims: int, classes: int) -> dict:
     }
 
 
+def prepare_one_task(
+    tmp: str, name: str, task: dict, spec: dict, data: Path, size: int, threads: int
+) -> tuple:
+    """The workflow's prepare + select of one task into `tmp`; its (memory-mapped) images."""
+    from medtransfer.data import load_prepared, prepare_dataset, task_meta
+    from medtransfer.io import write_json
+
+    images, index, meta = (Path(tmp) / f for f in ("images.npy", "index.json", "meta.json"))
+    built = prepare_dataset(
+        task["dataset"], spec, {name: task}, data, size, 0.01, images, index, threads
+    )
+    write_json(meta, task_meta(built, name))
+    return load_prepared(images, meta)
+
+
 def bench_prepare(data: Path, n_per_class: int, size: int) -> dict:
     """prepare (threads, JPEG draft decoding) vs a single-process Pillow loop."""
     from PIL import Image
 
-    from medtransfer.data import open_dataset, prepare_task, select_task_items
+    from medtransfer.data import open_dataset, select_task_items
 
     spec = {"adapter": "folder", "path": "cats_vs_dogs_sample"}
     task = {"dataset": "cats_vs_dogs", "max_per_class": n_per_class}
@@ -95,17 +110,7 @@ def bench_prepare(data: Path, n_per_class: int, size: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
 
         def ours():
-            return prepare_task(
-                "catdog",
-                task,
-                spec,
-                data,
-                size,
-                0.01,
-                Path(tmp) / "i.npy",
-                Path(tmp) / "m.json",
-                threads=os.cpu_count() or 2,
-            )
+            return prepare_one_task(tmp, "catdog", task, spec, data, size, os.cpu_count() or 2)
 
         t_ours, _ = best_of(2, ours)
     t_base, _ = best_of(2, seed_way)
@@ -127,24 +132,12 @@ def bench_extract(data: Path, n_images: int, size: int, width: float) -> dict:
     from medtransfer import runtime
 
     runtime.configure(os.cpu_count() or 2, 0)
-    from medtransfer.data import prepare_task
     from medtransfer.models import build_vgg16, feature_model, predict_in_chunks
 
     spec = {"adapter": "folder", "path": "natural_images_30px"}
     task = {"dataset": "natural", "max_per_class": max(1, n_images // 8)}
     with tempfile.TemporaryDirectory() as tmp:
-        prepare_task(
-            "natural",
-            task,
-            spec,
-            data,
-            size,
-            0.01,
-            Path(tmp) / "i.npy",
-            Path(tmp) / "m.json",
-            threads=2,
-        )
-        images = np.load(Path(tmp) / "i.npy", mmap_mode="r")
+        images, _ = prepare_one_task(tmp, "natural", task, spec, data, size, threads=2)
         model = feature_model(build_vgg16(size, 8, width), "fc2")
         in_memory = np.asarray(images, dtype=np.float32)
         predict_in_chunks(model, images[:64])  # warm-up: build the predict function once

@@ -68,6 +68,16 @@ def test_unknown_task_and_dataset_are_named():
         check_config(config)
 
 
+def test_label_column_only_for_csv_datasets():
+    config = small_config()
+    config["tasks"]["blood"]["label"] = "diagnosis"
+    with pytest.raises(ConfigError, match=r"tasks.blood.label: .*folder adapter"):
+        check_config(config)
+    config = small_config()
+    config["tasks"]["isic"]["label"] = "diagnosis"
+    check_config(config)
+
+
 def test_image_size_below_32_is_refused_by_the_schema():
     config = small_config()
     config["image_size"] = 16

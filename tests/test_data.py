@@ -10,8 +10,17 @@ import pytest
 from PIL import Image
 
 from medtransfer.config import ConfigError
-from medtransfer.data import DataError, open_dataset, prepare_task, select_task_items, to_rgb
-from medtransfer.io import read_json
+from medtransfer.data import (
+    DataError,
+    TaskImages,
+    load_prepared,
+    open_dataset,
+    prepare_dataset,
+    select_task_items,
+    task_meta,
+    to_rgb,
+)
+from medtransfer.io import read_json, write_json
 
 from .conftest import NATURAL_IMAGES_COUNTS
 
@@ -206,55 +215,110 @@ def _odd_images(folder):
     (folder / "bad" / "text.jpg").write_text("not an image at all")
 
 
+ODD = {"adapter": "folder", "path": "data"}
+
+
 def test_prepare_skips_broken_files_and_names_them(tmp_path):
     _odd_images(tmp_path / "data")
     out = tmp_path / "out"
-    meta = prepare_task(
+    index = prepare_dataset(
         "odd",
-        {"dataset": "odd"},
-        {"adapter": "folder", "path": "data"},
+        ODD,
+        {"odd": {"dataset": "odd"}},
         tmp_path,
         32,
         0.5,
         out / "images.npy",
-        out / "meta.json",
+        out / "index.json",
         threads=2,
     )
+    meta = task_meta(index, "odd")
     skipped = sorted(s["file"].rsplit("/", 1)[1] for s in meta["skipped"])
     assert skipped == ["empty.jpg", "text.jpg", "truncated.jpg"]
+    assert len(index["skipped"]) == 3
     images = np.load(out / "images.npy", mmap_mode="r")
     assert images.shape == (12, 32, 32, 3) and images.dtype == np.uint8
     assert meta["counts"] == {"bad": 6, "good": 6}
-    assert read_json(out / "meta.json")["n_images"] == 12
+    assert meta["rows"] == list(range(12))
+    assert read_json(out / "index.json")["tasks"]["odd"]["n_images"] == 12
     assert not list(out.glob(".tmp-*"))
 
 
 def test_prepare_fails_above_the_bad_fraction(tmp_path):
     _odd_images(tmp_path / "data")
     out = tmp_path / "out"
-    with pytest.raises(DataError, match=r"3 of 15 images are unreadable.*(empty|text|trunc)"):
-        prepare_task(
+    with pytest.raises(
+        DataError, match=r"task odd: 3 of 15 images are unreadable.*(empty|text|trunc)"
+    ):
+        prepare_dataset(
             "odd",
-            {"dataset": "odd"},
-            {"adapter": "folder", "path": "data"},
+            ODD,
+            {"odd": {"dataset": "odd"}},
             tmp_path,
             32,
             0.01,
             out / "images.npy",
-            out / "meta.json",
+            out / "index.json",
         )
     assert not (out / "images.npy").exists()
 
 
 def test_prepare_refuses_images_below_32_px(tmp_path, shared_data):
     with pytest.raises(ConfigError, match="image_size: 16"):
-        prepare_task(
+        prepare_dataset(
             "c",
-            {"dataset": "c"},
             {"adapter": "folder", "path": "chest_xray_kermany_val"},
+            {"c": {"dataset": "c"}},
             shared_data,
             16,
             0.01,
             tmp_path / "i.npy",
             tmp_path / "m.json",
         )
+
+
+ISIC = {
+    "adapter": "csv",
+    "path": "isic_archive_sample",
+    "labels_csv": "metadata.csv",
+    "filename": "{label}/{isic_id}.jpg",
+    "label": "benign_malignant",
+}
+ISIC_TASKS = {
+    "malignant": {"dataset": "isic"},
+    "nevus_vs_melanoma": {
+        "dataset": "isic",
+        "label": "diagnosis",
+        "classes": {"nevus": ["nevus"], "melanoma": ["melanoma"]},
+        "max_per_class": 40,
+    },
+}
+
+
+def test_tasks_on_one_dataset_share_its_decoded_images(tmp_path, shared_data):
+    out = tmp_path / "out"
+    index = prepare_dataset(
+        "isic", ISIC, ISIC_TASKS, shared_data, 32, 0.01, out / "images.npy", out / "index.json"
+    )
+    malignant, melanoma = (task_meta(index, t) for t in ISIC_TASKS)
+    # the second task takes a subset of the first one's images: none is decoded twice
+    assert index["n_images"] == malignant["n_images"] == 557
+    assert melanoma["counts"] == {"nevus": 40, "melanoma": 40}
+    assert set(melanoma["rows"]) <= set(malignant["rows"])
+    for meta in (malignant, melanoma):
+        write_path = out / f"{meta['task']}.json"
+        write_json(write_path, meta)
+        images, loaded = load_prepared(out / "images.npy", write_path)
+        assert len(images) == meta["n_images"] and images.shape[1:] == (32, 32, 3)
+        # a task's row k is the image of its file k
+        k = len(images) // 2
+        position = index["files"].index(meta["files"][k])
+        assert np.array_equal(images[np.array([k])][0], np.load(out / "images.npy")[position])
+    assert isinstance(
+        load_prepared(out / "images.npy", out / "nevus_vs_melanoma.json")[0], TaskImages
+    )
+
+
+def test_unknown_task_in_a_dataset_index_is_named():
+    with pytest.raises(DataError, match="no task 'blood'.*malignant"):
+        task_meta({"tasks": {"malignant": {}}, "image_size": 32}, "blood", "index.json")

@@ -71,7 +71,7 @@ def test_killed_finetune_resumes_to_identical_metrics(tmp_path, shared_data):
 
 
 def test_skipped_images_reach_the_run_json(small_grid):
-    meta = json.loads((small_grid / "results/prepared/isic/32px/meta.json").read_text())
+    meta = json.loads((small_grid / "results/tasks/isic/32px/meta.json").read_text())
     run = json.loads((small_grid / "results/runs/isic/none/fe-svm/seed0.json").read_text())
     assert run["skipped_images"] == len(meta["skipped"])
 

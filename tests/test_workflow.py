@@ -6,8 +6,10 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from .conftest import NATURAL_IMAGES_COUNTS, REPO, snakemake, write_config
 
@@ -55,17 +57,17 @@ def job_counts(output: str) -> dict[str, int]:
 
 def test_prepare_and_split_match_the_data_readme(tmp_path, shared_data):
     config = write_config(tmp_path / "c.yaml", shared_data, "prepare.yaml")
-    targets = [f"results/prepared/{t}/32px/meta.json" for t in README_COUNTS]
+    targets = [f"results/tasks/{t}/32px/meta.json" for t in README_COUNTS]
     targets += [f"results/splits/{t}/seed0.json" for t in README_COUNTS]
     snakemake(tmp_path, config, "--cores", "2", *targets)
     for task, expected in README_COUNTS.items():
-        meta = json.loads((tmp_path / f"results/prepared/{task}/32px/meta.json").read_text())
+        meta = json.loads((tmp_path / f"results/tasks/{task}/32px/meta.json").read_text())
         skipped = len(meta["skipped"])
         assert sum(meta["counts"].values()) == sum(expected.values()) - skipped
         assert skipped == 0 and meta["counts"] == expected
-        import numpy as np
-
-        images = np.load(tmp_path / f"results/prepared/{task}/32px/images.npy", mmap_mode="r")
+        images = np.load(
+            tmp_path / f"results/prepared/{meta['dataset']}/32px/images.npy", mmap_mode="r"
+        )
         assert images.shape == (meta["n_images"], 32, 32, 3)
     chest = json.loads((tmp_path / "results/splits/chest/seed0.json").read_text())
     assert chest["counts"]["test"] == [234, 390]  # PneumoniaMNIST's own test split
@@ -90,6 +92,7 @@ def test_dag_has_one_job_per_unit_of_work(tmp_path, shared_data):
     # source; extract per (source, target); finetune per (source, target, seed); score per run
     assert counts == {
         "prepare": 3,
+        "select": 3,
         "split": 5,
         "pretrain": 1,
         "extract": 4,
@@ -317,11 +320,12 @@ def test_learning_curve(small_grid):
 
 SEED_CONFIG_JOBS = {
     # 6 sources (none, imagenet, 4 trained) x 5 targets less chest -> chest = 29 pairs;
-    # 8 tasks prepared; splits: 5 targets x 3 seeds + 4 pretraining splits (chest's seed 0
-    # differs from its target seeds 1-3)
+    # 8 tasks on 6 datasets (the three ISIC tasks share one); splits: 5 targets x 3 seeds +
+    # 4 pretraining splits (chest's seed 0 differs from its target seeds 1-3)
     "fok2019": {
         "fetch_imagenet": 1,
-        "prepare": 8,
+        "prepare": 6,
+        "select": 8,
         "split": 19,
         "pretrain": 4,
         "extract": 29,
@@ -334,6 +338,7 @@ SEED_CONFIG_JOBS = {
     "patel2019": {
         "fetch_imagenet": 1,
         "prepare": 2,
+        "select": 2,
         "split": 6,
         "finetune": 48,
         "score": 60,
@@ -343,6 +348,7 @@ SEED_CONFIG_JOBS = {
     "pal2016": {
         "fetch_imagenet": 1,
         "prepare": 1,
+        "select": 1,
         "split": 3,
         "extract": 1,
         "finetune": 6,
@@ -352,9 +358,61 @@ SEED_CONFIG_JOBS = {
 }
 
 
+@pytest.fixture(scope="module")
+def seed_dry_runs(tmp_path_factory) -> dict[str, str]:
+    """The dry-run output of each seed-study config (they need GPUs and full downloads)."""
+    runs = {}
+    for name in SEED_CONFIG_JOBS:
+        workdir = tmp_path_factory.mktemp(name)
+        config = REPO / "config" / f"{name}.yaml"
+        runs[name] = snakemake(workdir, config, "-n", "--cores", "8").stdout
+    return runs
+
+
 @pytest.mark.parametrize("name", sorted(SEED_CONFIG_JOBS))
-def test_seed_study_configs_dry_run(tmp_path, name):
-    out = snakemake(tmp_path, REPO / "config" / f"{name}.yaml", "-n", "--cores", "8").stdout
-    counts = job_counts(out)
+def test_seed_study_configs_dry_run(seed_dry_runs, name):
+    counts = job_counts(seed_dry_runs[name])
     for rule, expected in SEED_CONFIG_JOBS[name].items():
         assert counts.get(rule, 0) == expected, (rule, counts)
+
+
+def planned_jobs(output: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs = []
+    for block in re.split(r"^(?=rule \w+:$)", output, flags=re.M):
+        head = re.match(r"rule (\w+):$", block, re.M)
+        if not head:
+            continue
+        found = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+        pairs = found[1].split(", ") if found else []
+        jobs.append((head[1], dict(pair.split("=", 1) for pair in pairs)))
+    return jobs
+
+
+def units(jobs, rule: str, *keys: str) -> list[tuple[str, ...]]:
+    return [tuple(w[k] for k in keys) for r, w in jobs if r == rule]
+
+
+@pytest.mark.parametrize("name", ["fok2019", "pal2016"])
+def test_no_work_is_planned_twice(seed_dry_runs, name):
+    """Each dataset decoded once per size, each source trained once, features of a
+    (source, target) extracted once for all seeds and classifiers."""
+    config = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
+    jobs = planned_jobs(seed_dry_runs[name])
+    prepared = units(jobs, "prepare", "dataset", "size")
+    used = {config["tasks"][t]["dataset"] for t in [*config["targets"], *config["sources"]]
+            if t in config["tasks"]}  # fmt: skip
+    assert sorted(prepared) == sorted((d, str(config["image_size"])) for d in used)
+    folders = [config["datasets"][d]["path"] for d, _ in prepared]
+    assert len(folders) == len(set(folders)), "one download prepared under two names"
+    trained = units(jobs, "pretrain", "trained")
+    assert len(trained) == len(set(trained))
+    assert {t for (t,) in trained} == set(config["sources"]) & set(config["tasks"])
+    extracted = units(jobs, "extract", "source", "target")
+    assert len(extracted) == len(set(extracted))
+    fe_runs = [
+        (w["source"], w["target"])
+        for r, w in jobs
+        if r == "score" and w["method"].startswith("fe-")
+    ]
+    assert set(extracted) == set(fe_runs) and len(fe_runs) > len(extracted)

@@ -92,6 +92,12 @@ def check_config(config: dict[str, Any]) -> None:
                 f"tasks.{task}.dataset: unknown dataset {spec['dataset']!r}; "
                 f"known: {', '.join(sorted(datasets))}"
             )
+        adapter = datasets[spec["dataset"]]["adapter"]
+        if "label" in spec and adapter != "csv":
+            raise ConfigError(
+                f"tasks.{task}.label: only csv datasets have label columns to choose; "
+                f"dataset {spec['dataset']!r} uses the {adapter} adapter"
+            )
         classes = spec.get("classes")
         if classes is not None and len(classes) < 2:
             raise ConfigError(

@@ -1,7 +1,8 @@
-"""Dataset adapters and the `prepare` stage: raw downloads -> one uint8 array per task.
+"""Dataset adapters and the `prepare` stage: raw downloads -> one uint8 array per dataset.
 
 An adapter lists a dataset's items (where each image is, its raw label, its official split)
-and opens one item as a Pillow image. A task maps raw labels onto classes and caps them.
+and opens one item as a Pillow image. A task maps raw labels onto classes and caps them;
+`prepare` decodes the images of all tasks on a dataset once, `select` gives each task its rows.
 """
 
 from __future__ import annotations
@@ -289,75 +290,135 @@ def load_image(dataset: Dataset, index: int, size: int) -> np.ndarray:
     return np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
-def prepare_task(
-    task_name: str,
-    task: dict[str, Any],
+def task_listing(
+    task_name: str, task: dict[str, Any], dataset_spec: dict[str, Any], data_root: str | Path
+) -> tuple[Dataset, TaskItems]:
+    """A task's dataset listing (with the task's own label column, if it names one) and items."""
+    if "label" in task:
+        dataset_spec = {**dataset_spec, "label": task["label"]}
+    dataset = open_dataset(dataset_spec, data_root)
+    return dataset, select_task_items(dataset, task, task_name)
+
+
+def prepare_dataset(
+    dataset_name: str,
     dataset_spec: dict[str, Any],
+    tasks: dict[str, dict[str, Any]],
     data_root: str | Path,
     size: int,
     max_bad_fraction: float,
     images_path: str | Path,
-    meta_path: str | Path,
+    index_path: str | Path,
     threads: int = 1,
 ) -> dict[str, Any]:
-    """Decode, convert and resize every image of a task once into a memory-mappable .npy."""
+    """Decode every image that any of `tasks` takes from a dataset, once, into one .npy.
+
+    Tasks on one dataset (ISIC malignant, melanoma, 3-class) share its decoded images; the
+    index written beside them tells each task which rows are its own (see `task_meta`).
+    """
     if size < 32:
         raise ConfigError(f"image_size: {size} px is below VGG16's minimum of 32")
-    dataset = open_dataset(dataset_spec, data_root)
-    selected = select_task_items(dataset, task, task_name)
-    n = len(selected.indices)
+    if not tasks:
+        raise ConfigError(f"datasets.{dataset_name}: no task of the config uses this dataset")
+    listings = {
+        name: task_listing(name, task, dataset_spec, data_root) for name, task in tasks.items()
+    }
+    # Each image once, in the order tasks list them: a single task's rows are then 0..n-1.
+    sources: dict[str, tuple[Dataset, int]] = {}
+    for dataset, selected in listings.values():
+        for i in selected.indices:
+            sources.setdefault(dataset.items[i].ref, (dataset, i))
+    refs = list(sources)
     log.info(
-        "task %s: %d images of %d classes at %d px, %d threads",
-        task_name,
-        n,
-        len(selected.classes),
+        "dataset %s: %d images for task(s) %s at %d px, %d threads",
+        dataset_name,
+        len(refs),
+        ", ".join(tasks),
         size,
         threads,
     )
     with atomic_path(images_path) as tmp_images:
-        failures = _decode_into(tmp_images, dataset, selected, size, threads)
-        _check_failures(failures, selected, dataset, max_bad_fraction, task_name)
-        keep = [p for p in range(n) if p not in failures]
+        failures = _decode_into(tmp_images, [sources[r] for r in refs], size, threads)
+        for name, (dataset, selected) in listings.items():
+            task_refs = [dataset.items[i].ref for i in selected.indices]
+            _check_failures(task_refs, failures, max_bad_fraction, name)
+        kept = [r for r in refs if r not in failures]
         if failures:
-            _keep_rows(tmp_images, keep)
-    labels = [selected.labels[p] for p in keep]
-    items = [dataset.items[selected.indices[p]] for p in keep]
-    meta = {
-        "task": task_name,
-        "dataset": task["dataset"],
+            _keep_rows(tmp_images, [p for p, r in enumerate(refs) if r not in failures])
+    row_of = {ref: row for row, ref in enumerate(kept)}
+    index = {
+        "dataset": dataset_name,
         "image_size": size,
+        "n_images": len(kept),
+        "files": kept,
+        "skipped": [{"file": r, "reason": why} for r, why in failures.items()],
+        "tasks": {
+            name: _task_rows(name, tasks[name], dataset, selected, row_of, failures)
+            for name, (dataset, selected) in listings.items()
+        },
+    }
+    write_json(index_path, index)
+    return index
+
+
+def _task_rows(
+    name: str,
+    task: dict[str, Any],
+    dataset: Dataset,
+    selected: TaskItems,
+    row_of: dict[str, int],
+    failures: dict[str, str],
+) -> dict[str, Any]:
+    """One task's images as rows of the dataset array, with their labels, less the unreadable."""
+    items = [dataset.items[i] for i in selected.indices]
+    keep = [p for p, item in enumerate(items) if item.ref not in failures]
+    labels = [selected.labels[p] for p in keep]
+    return {
+        "task": name,
+        "dataset": task["dataset"],
         "classes": selected.classes,
         "counts": {c: labels.count(k) for k, c in enumerate(selected.classes)},
         "n_images": len(keep),
+        "rows": [row_of[items[p].ref] for p in keep],
         "labels": labels,
-        "files": [item.ref for item in items],
-        "official_split": [item.split for item in items] if items and items[0].split else None,
+        "files": [items[p].ref for p in keep],
+        "official_split": [items[p].split for p in keep] if items and items[0].split else None,
         "skipped": [
-            {"file": dataset.items[selected.indices[p]].ref, "reason": r}
-            for p, r in sorted(failures.items())
+            {"file": item.ref, "reason": failures[item.ref]}
+            for item in items
+            if item.ref in failures
         ],
         "left_out_labels": selected.left_out,
     }
-    write_json(meta_path, meta)
-    return meta
+
+
+def task_meta(index: dict[str, Any], task_name: str, index_path: str | Path = "") -> dict[str, Any]:
+    """A task's metadata out of its dataset's index: classes, labels, rows, skipped files."""
+    if task_name not in index["tasks"]:
+        raise DataError(
+            f"{index_path or 'dataset index'}: no task {task_name!r} (it holds "
+            f"{', '.join(index['tasks'])}); prepare the dataset again"
+        )
+    return {**index["tasks"][task_name], "image_size": index["image_size"]}
 
 
 def _decode_into(
-    path: Path, dataset: Dataset, selected: TaskItems, size: int, threads: int
-) -> dict[int, str]:
-    """Decode the task's images in parallel into a new .npy at `path`; return the failures.
+    path: Path, sources: list[tuple[Dataset, int]], size: int, threads: int
+) -> dict[str, str]:
+    """Decode (dataset, index) images in parallel into a new .npy at `path`; return failures.
 
     Pillow releases the GIL while it decodes and resizes, so threads use every core.
     """
-    n = len(selected.indices)
+    n = len(sources)
     array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
-    failures: dict[int, str] = {}
+    failures: dict[str, str] = {}
 
     def decode(position: int) -> None:
+        dataset, index = sources[position]
         try:
-            array[position] = load_image(dataset, selected.indices[position], size)
+            array[position] = load_image(dataset, index, size)
         except Exception as error:  # any decoder failure means: skip this file
-            failures[position] = f"{type(error).__name__}: {error}"
+            failures[dataset.items[index].ref] = f"{type(error).__name__}: {error}"
 
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
@@ -366,7 +427,7 @@ def _decode_into(
                 rate = done / max(time.monotonic() - started, 1e-9)
                 log.info("decoded %d/%d images (%.0f img/s)", done, n, rate)
     array.flush()
-    return failures
+    return dict(sorted(failures.items()))
 
 
 def _keep_rows(path: Path, keep: list[int]) -> None:
@@ -384,25 +445,44 @@ def _keep_rows(path: Path, keep: list[int]) -> None:
 
 
 def _check_failures(
-    failures: dict[int, str], selected: TaskItems, dataset: Dataset, limit: float, task_name: str
+    refs: list[str], failures: dict[str, str], limit: float, task_name: str
 ) -> None:
-    for position, reason in sorted(failures.items()):
-        log.warning(
-            "skipped unreadable image %s (%s)",
-            dataset.items[selected.indices[position]].ref,
-            reason,
-        )
-    n = len(selected.indices)
-    if n and len(failures) / n > limit:
-        first = [dataset.items[selected.indices[p]].ref for p in sorted(failures)[:5]]
+    bad = [r for r in refs if r in failures]
+    for ref in bad:
+        log.warning("task %s: skipped unreadable image %s (%s)", task_name, ref, failures[ref])
+    if refs and len(bad) / len(refs) > limit:
         raise DataError(
-            f"task {task_name}: {len(failures)} of {n} images are unreadable, more "
-            f"than prepare.max_bad_fraction={limit}; first: {', '.join(first)}"
+            f"task {task_name}: {len(bad)} of {len(refs)} images are unreadable, more "
+            f"than prepare.max_bad_fraction={limit}; first: {', '.join(bad[:5])}"
         )
 
 
-def load_prepared(images_path: str | Path, meta_path: str | Path) -> tuple[np.ndarray, dict]:
-    """The prepared images, memory-mapped (never read whole into RAM), and their metadata."""
+class TaskImages:
+    """A task's rows of its dataset's memory-mapped image array, indexed like an array."""
+
+    def __init__(self, array: np.ndarray, rows: list[int]):
+        self.array, self.rows = array, np.asarray(rows, dtype=np.int64)
+        self.shape = (len(self.rows), *array.shape[1:])
+        self.dtype = array.dtype
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self.array[self.rows[key]]
+
+
+def load_prepared(images_path: str | Path, meta_path: str | Path) -> tuple[Any, dict]:
+    """A task's images, memory-mapped (never read whole into RAM), and its metadata."""
     from .io import read_json
 
-    return np.load(images_path, mmap_mode="r"), read_json(meta_path)
+    array, meta = np.load(images_path, mmap_mode="r"), read_json(meta_path)
+    rows = meta["rows"]
+    if rows and max(rows) >= len(array):
+        raise DataError(
+            f"{meta_path}: rows beyond the {len(array)} images of {images_path}; "
+            "prepare the dataset again"
+        )
+    if rows == list(range(len(array))):
+        return array, meta  # the task is the whole dataset: no indirection
+    return TaskImages(array, rows), meta

@@ -39,21 +39,31 @@ def job_logging(smk: Any) -> Iterator[logging.Logger]:
 
 
 def prepare(smk: Any) -> None:
-    from .data import prepare_task
+    from .data import prepare_dataset
 
     with job_logging(smk):
         p = smk.params
-        prepare_task(
-            smk.wildcards.task,
-            p.task,
+        prepare_dataset(
+            smk.wildcards.dataset,
             p.dataset,
+            p.tasks,
             p.data_root,
             int(smk.wildcards.size),
             p.max_bad_fraction,
             smk.output.images,
-            smk.output.meta,
+            smk.output.index,
             smk.threads,
         )
+
+
+def select(smk: Any) -> None:
+    from .data import task_meta
+    from .io import read_json, write_json
+
+    with job_logging(smk) as log:
+        meta = task_meta(read_json(smk.input.index), smk.wildcards.task, smk.input.index)
+        log.info("task %s: %d images, classes %s", meta["task"], meta["n_images"], meta["counts"])
+        write_json(smk.output.meta, meta)
 
 
 def split(smk: Any) -> None:
@@ -402,7 +412,9 @@ def _score_inputs(smk: Any, kind: str) -> Any:
     import numpy as np
 
     if kind == "pixels":
-        images = np.load(smk.input.images, mmap_mode="r")
+        from .data import load_prepared
+
+        images, _ = load_prepared(smk.input.images, smk.input.meta)
         return _FlatPixels(images)
     return np.load(smk.input.features, mmap_mode="r")
 

@@ -48,6 +48,7 @@ def alternatives(names):
 
 
 wildcard_constraints:
+    dataset=alternatives(config["datasets"]),
     task=alternatives(TASKS),
     target=alternatives(TASKS),
     source=alternatives([*TASKS, *mtc.SPECIAL_SOURCES]),
@@ -60,7 +61,8 @@ wildcard_constraints:
 
 
 # Paths: each names its wildcards; the rule files use these patterns.
-PREPARED = "results/prepared/{task}/{size}px/"
+PREPARED = "results/prepared/{dataset}/{size}px/"
+TASK_META = "results/tasks/{task}/{size}px/meta.json"
 SPLIT = "results/splits/{task}/seed{seed}.json"
 SPLIT_FRACTION = "results/splits/{task}/seed{seed}_frac{fraction}.json"
 SOURCE_MODEL = "results/models/{source}/model.keras"
@@ -85,8 +87,18 @@ def benchfile(rule_name, pattern):
     return f"results/benchmarks/{rule_name}/{pattern}.tsv"
 
 
-def prepared(task, name):
-    return PREPARED.format(task=task, size=SIZE) + name
+def tasks_of(dataset):
+    """The config's tasks on a dataset: prepare decodes the images of all of them at once."""
+    return {name: t for name, t in config["tasks"].items() if t["dataset"] == dataset}
+
+
+def task_data(task):
+    """A task's images (its dataset's decoded array) and metadata (its rows of that array)."""
+    dataset = config["tasks"][task]["dataset"]
+    return {
+        "images": PREPARED.format(dataset=dataset, size=SIZE) + "images.npy",
+        "meta": TASK_META.format(task=task, size=SIZE),
+    }
 
 
 def get_source_model(wildcards):
@@ -99,10 +111,16 @@ def get_source_model(wildcards):
 
 
 def get_target_data(wildcards):
-    return {
-        "images": prepared(wildcards.target, "images.npy"),
-        "meta": prepared(wildcards.target, "meta.json"),
-    }
+    return task_data(wildcards.target)
+
+
+def get_trained_data(wildcards):
+    return task_data(wildcards.trained)
+
+
+def get_dataset_index(wildcards):
+    dataset = config["tasks"][wildcards.task]["dataset"]
+    return PREPARED.format(dataset=dataset, size=wildcards.size) + "index.json"
 
 
 def get_split(wildcards, task_key="target"):

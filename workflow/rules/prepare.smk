@@ -1,28 +1,44 @@
 rule prepare:
-    """Decode every image of a task once: RGB, resized, one memory-mappable uint8 array."""
+    """Decode every image the config's tasks take from a dataset once: RGB, resized, uint8."""
     output:
         images=f"{PREPARED}images.npy",
-        meta=f"{PREPARED}meta.json",
+        index=f"{PREPARED}index.json",
     log:
-        logfile("prepare", "{task}_{size}px"),
+        logfile("prepare", "{dataset}_{size}px"),
     benchmark:
-        benchfile("prepare", "{task}_{size}px")
+        benchfile("prepare", "{dataset}_{size}px")
     conda:
         ENV
     threads: 2
     params:
-        task=lambda w: config["tasks"][w.task],
-        dataset=lambda w: config["datasets"][config["tasks"][w.task]["dataset"]],
+        dataset=lambda w: config["datasets"][w.dataset],
+        tasks=lambda w: tasks_of(w.dataset),
         data_root=config["data_root"],
         max_bad_fraction=config["prepare"]["max_bad_fraction"],
     script:
         "../scripts/prepare.py"
 
 
+rule select:
+    """A task's share of its prepared dataset: its classes, capped rows and labels."""
+    input:
+        index=get_dataset_index,
+    output:
+        meta=TASK_META,
+    log:
+        logfile("select", "{task}_{size}px"),
+    benchmark:
+        benchfile("select", "{task}_{size}px")
+    conda:
+        ENV
+    script:
+        "../scripts/select.py"
+
+
 rule split:
     """Seeded stratified train/val/test indices and balanced class weights of a task."""
     input:
-        meta=prepared("{task}", "meta.json"),
+        meta=TASK_META.format(task="{task}", size=SIZE),
     output:
         SPLIT,
     log:
@@ -43,7 +59,7 @@ rule subsample:
     """A seed's split with only a fraction of each class's training images (learning curves)."""
     input:
         split=SPLIT,
-        meta=prepared("{task}", "meta.json"),
+        meta=TASK_META.format(task="{task}", size=SIZE),
     output:
         SPLIT_FRACTION,
     log:

@@ -6,8 +6,7 @@
 rule pretrain:
     """Train VGG16 from scratch on a source task (the paper's source networks)."""
     input:
-        images=prepared("{trained}", "images.npy"),
-        meta=prepared("{trained}", "meta.json"),
+        unpack(get_trained_data),
         split=SPLIT.format(task="{trained}", seed=config["pretrain_seed"]),
     output:
         model="results/models/{trained}/model.keras",
