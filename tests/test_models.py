@@ -141,16 +141,20 @@ def _fresh_model():
 
 def test_training_resumes_after_a_kill_to_the_same_weights(tmp_path):
     images, labels, split = _data()
-    straight, state, _ = train(
+    straight, state = train(
         _fresh_model(), images, labels, split, SETTINGS, 7, tmp_path / "straight"
     )
     assert state.next_epoch == 3 and len(state.history) == 3
     # 'Kill' after the first epoch: a job that stopped there left only its checkpoint.
-    train(_fresh_model(), images, labels, split, {**SETTINGS, "epochs": 1}, 7, tmp_path / "k")
-    resumed, resumed_state, _ = train(
+    _, first = train(
+        _fresh_model(), images, labels, split, {**SETTINGS, "epochs": 1}, 7, tmp_path / "k"
+    )
+    resumed, resumed_state = train(
         _fresh_model(), images, labels, split, SETTINGS, 7, tmp_path / "k"
     )
     assert [h["epoch"] for h in resumed_state.history] == [1, 2, 3]
+    # the training time counts the epoch before the kill too
+    assert resumed_state.train_seconds > first.train_seconds > 0
     for a, b in zip(straight.get_weights(), resumed.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -158,7 +162,7 @@ def test_training_resumes_after_a_kill_to_the_same_weights(tmp_path):
 def test_early_stopping_and_best_epoch(tmp_path):
     images, labels, split = _data()
     settings = {**SETTINGS, "epochs": 30, "patience": 1, "learning_rate": 0.05}
-    _, state, _ = train(_fresh_model(), images, labels, split, settings, 0, tmp_path / "es")
+    _, state = train(_fresh_model(), images, labels, split, settings, 0, tmp_path / "es")
     assert state.stopped_early and state.next_epoch < 30
     assert (
         state.best_epoch

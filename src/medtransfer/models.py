@@ -172,3 +172,13 @@ def predict_in_chunks(
         batch = np.asarray(images[rows[start : start + batch_size]], dtype=np.float32)
         out[start : start + len(batch)] = model.predict_on_batch(batch)
     return out
+
+
+def sample_features(
+    model: keras.Model, images: np.ndarray, requested: str, limit: int = 1000
+) -> np.ndarray:
+    """Features of up to `limit` evenly spaced images (source-target similarity needs a
+    sample of the source's images, not all of them)."""
+    rows = np.unique(np.linspace(0, len(images) - 1, min(limit, len(images))).astype(int))
+    layer = feature_layer_name(model, requested)
+    return predict_in_chunks(feature_model(model, layer), images, rows=rows)

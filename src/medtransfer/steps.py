@@ -152,17 +152,18 @@ def pretrain(smk: Any) -> None:
 
         runtime.configure(smk.threads, p.seed, p.training["mixed_precision"])
         from .data import load_prepared
-        from .io import read_json, write_json, write_text
-        from .models import build_vgg16
-        from .training import history_csv, remove_checkpoint, train
+        from .io import read_json, save_npy, write_json, write_text
+        from .models import build_vgg16, sample_features
+        from .training import history_csv, remove_checkpoint, train, validation_batches
 
         images, meta = load_prepared(smk.input.images, smk.input.meta)
         split = read_json(smk.input.split)
         model = build_vgg16(images.shape[1], len(meta["classes"]), p.training["width"])
-        model, state, seconds = train(
+        model, state = train(
             model, images, meta["labels"], split, p.training, p.seed, p.checkpoint_dir
         )
-        _, val_accuracy = model.evaluate(_val_batches(images, meta, split, p.training), verbose=0)
+        val_data = validation_batches(images, meta["labels"], split, p.training["batch_size"])
+        _, val_accuracy = model.evaluate(val_data, verbose=0)
         log.info(
             "source %s: val accuracy %.4f after %d epochs (best %d)",
             smk.wildcards.trained,
@@ -171,7 +172,8 @@ def pretrain(smk: Any) -> None:
             state.best_epoch,
         )
         _save_model(model, smk.output.model)
-        _save_source_features(model, images, p.training["feature_layer"], smk.output.features)
+        features = sample_features(model, images, p.training["feature_layer"])
+        save_npy(smk.output.features, features)
         write_text(smk.output.history, history_csv(state))
         write_json(
             smk.output.info,
@@ -186,25 +188,11 @@ def pretrain(smk: Any) -> None:
                 "epochs_run": state.next_epoch,
                 "best_epoch": state.best_epoch,
                 "stopped_early": state.stopped_early,
-                "train_seconds": round(seconds, 2),
+                "train_seconds": round(state.train_seconds, 2),
                 "versions": runtime.versions(),
             },
         )
         remove_checkpoint(p.checkpoint_dir)
-
-
-def _save_source_features(
-    model: Any, images: Any, requested: str, path: str, limit: int = 1000
-) -> None:
-    """Features of (up to `limit`, evenly spaced) source images, for source-target similarity."""
-    import numpy as np
-
-    from .io import save_npy
-    from .models import feature_layer_name, feature_model, predict_in_chunks
-
-    rows = np.unique(np.linspace(0, len(images) - 1, min(limit, len(images))).astype(int))
-    layer = feature_layer_name(model, requested)
-    save_npy(path, predict_in_chunks(feature_model(model, layer), images, rows=rows))
 
 
 def analyse(smk: Any) -> None:
@@ -218,14 +206,6 @@ def analyse(smk: Any) -> None:
         write_analysis(
             smk.config, smk.input.table, pairs, smk.params.source_infos, dict(smk.output.items())
         )
-
-
-def _val_batches(images: Any, meta: dict, split: dict, training: dict) -> Any:
-    import numpy as np
-
-    from .training import BatchSequence
-
-    return BatchSequence(images, np.asarray(meta["labels"]), split["val"], training["batch_size"])
 
 
 def extract(smk: Any) -> None:
@@ -296,7 +276,7 @@ def finetune(smk: Any) -> None:
             source, len(meta["classes"]), head_width, random_dense=w.variant.endswith("-randhead")
         )
         set_trainable(model, w.variant)
-        model, state, seconds = train(
+        model, state = train(
             model, images, meta["labels"], split, p.training, seed, p.checkpoint_dir
         )
         layer = feature_layer_name(model, p.training["feature_layer"])
@@ -311,7 +291,7 @@ def finetune(smk: Any) -> None:
                 "epochs_run": state.next_epoch,
                 "best_epoch": state.best_epoch,
                 "stopped_early": state.stopped_early,
-                "train_seconds": round(seconds, 2),
+                "train_seconds": round(state.train_seconds, 2),
                 "trainable_layers": [la.name for la in model.layers if la.trainable and la.weights],
                 "mixed_precision": p.training["mixed_precision"],
                 "xla": p.training["xla"],

@@ -75,6 +75,7 @@ class TrainingState:
     history: list[dict[str, float]] = field(default_factory=list)
     model_file: str = ""  # this epoch's model + optimizer, named by epoch
     best_file: str = ""  # weights of the best epoch so far
+    train_seconds: float = 0.0  # of all completed epochs, those before a kill included
 
 
 def compile_for_training(model: keras.Model, settings: dict[str, Any]) -> None:
@@ -137,8 +138,9 @@ def train(
     settings: dict[str, Any],
     seed: int,
     checkpoint_dir: str | Path,
-) -> tuple[keras.Model, TrainingState, float]:
-    """Train on split['train'], stop early on split['val']; returns model, state, seconds."""
+) -> tuple[keras.Model, TrainingState]:
+    """Train on split['train'], stop early on split['val']; returns the model and its state
+    (history, best epoch, training seconds summed over every completed epoch)."""
     folder = Path(checkpoint_dir)
     folder.mkdir(parents=True, exist_ok=True)
     rows = {"train": split["train"], "val": split["val"]}
@@ -156,9 +158,9 @@ def train(
     )
     labels = np.asarray(labels, dtype=np.int64)
     batch = settings["batch_size"]
-    val_data = BatchSequence(images, labels, split["val"], batch)
-    started = time.monotonic()
+    val_data = validation_batches(images, labels, split, batch)
     while state.next_epoch < settings["epochs"] and not state.stopped_early:
+        started = time.monotonic()
         epoch = state.next_epoch
         train_data = BatchSequence(images, labels, split["train"], batch, weights, seed, epoch)
         fit = model.fit(train_data, epochs=1, verbose=0, shuffle=False)
@@ -183,6 +185,7 @@ def train(
             state.wait += 1
             state.stopped_early = state.wait >= settings["patience"]
         state.next_epoch = epoch + 1
+        state.train_seconds += time.monotonic() - started
         log.info(
             "epoch %d/%d loss %.4f acc %.3f val_loss %.4f val_acc %.3f",
             epoch + 1,
@@ -198,7 +201,13 @@ def train(
         log.info(
             "restored the weights of epoch %d (val loss %.4f)", state.best_epoch, state.best_loss
         )
-    return model, state, time.monotonic() - started
+    return model, state
+
+
+def validation_batches(
+    images: np.ndarray, labels: list[int], split: dict[str, Any], batch_size: int
+) -> BatchSequence:
+    return BatchSequence(images, np.asarray(labels, dtype=np.int64), split["val"], batch_size)
 
 
 def remove_checkpoint(checkpoint_dir: str | Path) -> None:
