@@ -39,6 +39,15 @@ include: "workflow/rules/score.smk"
 include: "workflow/rules/report.smk"
 
 
+# Bookkeeping rules that read and write a few JSON files: on a cluster they run where
+# Snakemake runs, not as jobs of their own in the queue.
+localrules:
+    all,
+    select,
+    split,
+    subsample,
+
+
 rule all:
     default_target: True
     input:

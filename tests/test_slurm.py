@@ -21,7 +21,6 @@ CLUSTER = REPO.parent / "shared" / "tools" / "local-slurm.sh"
 # This node has 2 CPUs, ~23 GB and one fake GPU: shrink the profile's per-rule requests.
 RULES = (
     "prepare",
-    "split",
     "pretrain",
     "extract",
     "finetune",
