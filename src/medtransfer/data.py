@@ -290,14 +290,20 @@ def load_image(dataset: Dataset, index: int, size: int) -> np.ndarray:
     return np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
-def task_listing(
-    task_name: str, task: dict[str, Any], dataset_spec: dict[str, Any], data_root: str | Path
-) -> tuple[Dataset, TaskItems]:
-    """A task's dataset listing (with the task's own label column, if it names one) and items."""
-    if "label" in task:
-        dataset_spec = {**dataset_spec, "label": task["label"]}
-    dataset = open_dataset(dataset_spec, data_root)
-    return dataset, select_task_items(dataset, task, task_name)
+def _task_listings(
+    tasks: dict[str, dict[str, Any]], dataset_spec: dict[str, Any], data_root: str | Path
+) -> dict[str, tuple[Dataset, TaskItems]]:
+    """Each task's listing and items; tasks reading the same label column share one listing
+    (a csv listing reads the CSV and walks the whole image folder)."""
+    datasets: dict[str | None, Dataset] = {}
+    listings = {}
+    for name, task in tasks.items():
+        column = task.get("label")
+        if column not in datasets:
+            spec = {**dataset_spec, "label": column} if column else dataset_spec
+            datasets[column] = open_dataset(spec, data_root)
+        listings[name] = (datasets[column], select_task_items(datasets[column], task, name))
+    return listings
 
 
 def prepare_dataset(
@@ -320,9 +326,7 @@ def prepare_dataset(
         raise ConfigError(f"image_size: {size} px is below VGG16's minimum of 32")
     if not tasks:
         raise ConfigError(f"datasets.{dataset_name}: no task of the config uses this dataset")
-    listings = {
-        name: task_listing(name, task, dataset_spec, data_root) for name, task in tasks.items()
-    }
+    listings = _task_listings(tasks, dataset_spec, data_root)
     # Each image once, in the order tasks list them: a single task's rows are then 0..n-1.
     sources: dict[str, tuple[Dataset, int]] = {}
     for dataset, selected in listings.values():
