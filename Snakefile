@@ -3,7 +3,9 @@
 # The pipeline, stage by stage (one rule file each):
 #   prepare   decode a dataset's images once    -> results/prepared/{dataset}/{size}px/
 #   select    a task's classes and rows of it   -> results/tasks/{task}/{size}px/meta.json
-#   split     seeded stratified train/val/test  -> results/splits/{task}/seed{seed}.json
+#   audit     duplicates within a task, and     -> results/audit/{task}/pairs.csv,
+#             source images seen in a target       results/audit/overlap/{source}/{target}.csv
+#   split     grouped train/val/test, no leaks  -> results/splits/{task}/seed{seed}.json
 #   pretrain  VGG16 from scratch on a source    -> results/models/{source}/
 #   extract   frozen features of a target       -> results/features/{target}/{source}.npy
 #   finetune  retrain on a target's seed split  -> results/finetune/{target}/{source}/{variant}/seed{seed}/
@@ -32,6 +34,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare.smk"
+include: "workflow/rules/audit.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/finetune.smk"

@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from medtransfer.classifiers import class_scores, fit_and_score, make_classifier
-from medtransfer.metrics import all_metrics
+from medtransfer.metrics import all_metrics, macro_auc_batch
 
 
 def test_macro_auc_is_the_mean_of_one_vs_rest_aucs():
@@ -45,5 +45,52 @@ def test_every_classifier_scores_every_class(name):
 
 
 def test_kappa_is_null_not_nan_when_undefined():
-    metrics = all_metrics(np.array([0, 0, 0]), np.array([[1.0, 0], [1, 0], [1, 0]]), ["a", "b"])
-    assert metrics["kappa_quadratic"] is None and metrics["auc_macro"] is None
+    metrics = all_metrics(
+        np.array([0, 0, 0]), np.array([[1.0, 0], [1, 0], [1, 0]]), ["a", "b"], ordinal=True
+    )
+    assert metrics["kappa"] is None and metrics["kappa_quadratic"] is None
+    assert metrics["auc_macro"] is None
+
+
+def test_nominal_kappa_does_not_depend_on_how_the_classes_are_numbered():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 300)
+    scores = rng.normal(size=(300, 3)) + 1.5 * np.eye(3)[y]
+    relabel = np.array([2, 0, 1])  # class k is called relabel[k]
+    renamed = np.empty_like(scores)
+    renamed[:, relabel] = scores
+    first, second = (
+        all_metrics(y, scores, list("abc")),
+        all_metrics(relabel[y], renamed, list("bca")),
+    )
+    assert first["kappa"] == pytest.approx(second["kappa"])
+    assert first["kappa_quadratic"] is None  # not ordinal: not reported
+    ordered = all_metrics(y, scores, list("abc"), ordinal=True)["kappa_quadratic"]
+    reordered = all_metrics(relabel[y], renamed, list("bca"), ordinal=True)["kappa_quadratic"]
+    assert ordered != pytest.approx(reordered)  # why quadratic kappa needs ordered classes
+
+
+def test_batched_macro_auc_is_the_runs_macro_auc_also_with_a_class_missing():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 60)
+    scores = rng.normal(size=(60, 3)) + np.eye(3)[y]
+    draws = rng.integers(0, 60, size=(20, 60))
+    batched = macro_auc_batch(y[draws], scores[draws])
+    for b, draw in enumerate(draws):
+        assert batched[b] == pytest.approx(
+            all_metrics(y[draw], scores[draw], list("abc"))["auc_macro"]
+        )
+    missing = np.where(y == 2, 0, y)  # class 2 absent: the mean of the other two
+    assert macro_auc_batch(missing[None], scores[None])[0] == pytest.approx(
+        all_metrics(missing, scores, list("abc"))["auc_macro"]
+    )
+
+
+def test_balanced_class_weights_lift_the_minority_class():
+    rng = np.random.default_rng(5)
+    y = np.array([0] * 270 + [1] * 30)
+    x = rng.normal(size=(300, 4)) + 0.8 * y[:, None]
+    for name in ("svm", "logreg", "mlp1"):
+        plain = fit_and_score(name, x, y, x, 2, seed=0, class_weights=False).argmax(1)
+        balanced = fit_and_score(name, x, y, x, 2, seed=0, class_weights=True).argmax(1)
+        assert (balanced == 1).sum() > (plain == 1).sum(), name

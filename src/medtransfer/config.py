@@ -86,6 +86,8 @@ def validate_schema(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
 def check_config(config: dict[str, Any]) -> None:
     """Checks the schema cannot express: names that refer to each other, the grid's sanity."""
     datasets, tasks = config["datasets"], config["tasks"]
+    for name, spec in datasets.items():
+        _check_groups(name, spec)
     for task, spec in tasks.items():
         if spec["dataset"] not in datasets:
             raise ConfigError(
@@ -116,6 +118,31 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError(f"image_size: {config['image_size']} is below VGG16's minimum of 32")
     if len(set(config["seeds"])) != len(config["seeds"]):
         raise ConfigError(f"seeds: repeated seed in {config['seeds']}")
+
+
+def _check_groups(name: str, spec: dict[str, Any]) -> None:
+    groups = spec.get("groups")
+    if not groups:
+        return
+    where = f"datasets.{name}.groups"
+    if spec["adapter"] in ("npz", "idx"):
+        raise ConfigError(
+            f"{where}: the {spec['adapter']} adapter has no file names or columns to take "
+            "groups from"
+        )
+    if "column" in groups and spec["adapter"] != "csv":
+        raise ConfigError(f"{where}.column: only the csv adapter has columns")
+    if "pattern" in groups:
+        try:
+            pattern = re.compile(groups["pattern"])
+        except re.error as error:
+            raise ConfigError(f"{where}.pattern {groups['pattern']!r}: {error}") from error
+        if pattern.groups != 1:
+            raise ConfigError(
+                f"{where}.pattern {groups['pattern']!r} has {pattern.groups} capture groups; "
+                "it needs exactly one (the part of the path that names the patient, lesion "
+                "or photo)"
+            )
 
 
 def trained_sources(config: dict[str, Any]) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import logging
+import re
 import string
 import time
 from collections import Counter
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile
 
+from .audit import Fingerprints, fingerprint_into
 from .config import ConfigError
 from .io import atomic_path, write_json
 
@@ -42,6 +44,7 @@ class Item:
     ref: str  # a file path, or 'file.npz:train_images[17]' for array datasets
     label: str  # raw label as the dataset writes it
     split: str | None = None  # official split (train/val/test) where the dataset has one
+    group: str | None = None  # what ties images together (patient, lesion, original photo)
 
 
 class Dataset:
@@ -80,13 +83,13 @@ def _file_opener(items: list[Item]) -> Callable[[int], Image.Image]:
 def folder_dataset(root: Path, spec: dict[str, Any]) -> Dataset:
     """Class sub-folders (`root/<class>/*`), or per-split folders (`root/<split dir>/<class>/*`)."""
     split_dirs = spec.get("splits")
-    groups = (
+    folders = (
         [(name, root / sub) for name, subs in split_dirs.items() for sub in _as_list(subs)]
         if split_dirs
         else [(None, root)]
     )
     items = []
-    for split, folder in groups:
+    for split, folder in folders:
         class_dirs = sorted(p for p in _require(folder, "image folder").iterdir() if p.is_dir())
         if not class_dirs:
             raise DataError(f"no class sub-folders in {folder}")
@@ -95,6 +98,7 @@ def folder_dataset(root: Path, spec: dict[str, Any]) -> Dataset:
             if not files:
                 raise DataError(f"class folder {class_dir} holds no image files")
             items += [Item(str(f), class_dir.name, split) for f in files]
+    items = with_group_keys(items, root, spec.get("groups"))
     return Dataset(items, _file_opener(items))
 
 
@@ -116,10 +120,12 @@ def csv_dataset(root: Path, spec: dict[str, Any]) -> Dataset:
         raise ConfigError(f"datasets.<csv> at {root}: give exactly one of 'label' or 'onehot'")
     image_root = _require(root / spec.get("images", ""), "image folder")
     csv_path = _require(root / spec["labels_csv"], "labels CSV")
+    groups = spec.get("groups") or {}
     with open(csv_path, newline="") as handle:
         reader = csv.DictReader(handle)
         needed = {f for _, f, _, _ in string.Formatter().parse(spec["filename"]) if f}
         needed |= set(spec.get("onehot", [])) | ({spec["label"]} if "label" in spec else set())
+        needed |= {groups["column"]} if "column" in groups else set()
         missing_cols = needed - set(reader.fieldnames or [])
         if missing_cols:
             raise DataError(
@@ -135,7 +141,8 @@ def csv_dataset(root: Path, spec: dict[str, Any]) -> Dataset:
         if not path.is_file():
             absent.append(str(path))
         elif label:  # rows with an empty label are unlabelled: listed, but no item
-            items.append(Item(str(path), label))
+            group = (row[groups["column"]].strip() or None) if "column" in groups else None
+            items.append(Item(str(path), label, group=group))
     unlisted = [str(p) for p in _image_files(image_root) if p not in listed]
     if (absent or unlisted) and spec.get("on_mismatch", "error") == "error":
         problems = []
@@ -146,7 +153,24 @@ def csv_dataset(root: Path, spec: dict[str, Any]) -> Dataset:
         raise DataError(
             f"{csv_path}: {'; '.join(problems)} (set on_mismatch: skip to leave them out)"
         )
+    items = with_group_keys(items, root, groups if "pattern" in groups else None)
     return Dataset(items, _file_opener(items))
+
+
+def with_group_keys(items: list[Item], root: Path, spec: dict[str, Any] | None) -> list[Item]:
+    """Items with the group their path names: `pattern`'s capture group, searched in the path
+    relative to the dataset folder (or in the file name, with `of: name`). An image the
+    pattern does not match is a group of its own."""
+    if not spec or "pattern" not in spec:
+        return items
+    pattern = re.compile(spec["pattern"])  # checked by config.check_config
+    keyed = []
+    for item in items:
+        path = Path(item.ref)
+        text = path.name if spec.get("of") == "name" else path.relative_to(root).as_posix()
+        found = pattern.search(text)
+        keyed.append(Item(item.ref, item.label, item.split, found.group(1) if found else None))
+    return keyed
 
 
 def _label_name(value: int, names: list[str] | dict | None) -> str:
@@ -280,14 +304,23 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(dataset: Dataset, index: int, size: int) -> np.ndarray:
-    """Decode one item and return it as uint8 (size, size, 3)."""
+def decode_rgb(dataset: Dataset, index: int, size: int) -> Image.Image:
+    """Decode one item as RGB, big JPEGs at a fraction of their size (DCT scaling) that is
+    still at least `size` on each side."""
     with dataset.open(index) as image:
         if image.format == "JPEG":
-            image.draft("RGB", (size, size))  # DCT scaling: decode big JPEGs at a fraction
+            image.draft("RGB", (size, size))
         image.load()
-        rgb = to_rgb(image)
+        return to_rgb(image)
+
+
+def resized(rgb: Image.Image, size: int) -> np.ndarray:
     return np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def load_image(dataset: Dataset, index: int, size: int) -> np.ndarray:
+    """Decode one item and return it as uint8 (size, size, 3)."""
+    return resized(decode_rgb(dataset, index, size), size)
 
 
 def _task_listings(
@@ -316,12 +349,16 @@ def prepare_dataset(
     images_path: str | Path,
     index_path: str | Path,
     threads: int = 1,
+    fingerprints_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Decode every image that any of `tasks` takes from a dataset, once, into one .npy.
+    """Decode every image that any of `tasks` takes from a dataset, once, into one .npy, and
+    fingerprint each for the leakage audit (`fingerprints.npz` beside the images, row for row).
 
     Tasks on one dataset (ISIC malignant, melanoma, 3-class) share its decoded images; the
     index written beside them tells each task which rows are its own (see `task_meta`).
     """
+    if fingerprints_path is None:
+        fingerprints_path = Path(images_path).with_name("fingerprints.npz")
     if size < 32:
         raise ConfigError(f"image_size: {size} px is below VGG16's minimum of 32")
     if not tasks:
@@ -342,13 +379,17 @@ def prepare_dataset(
         threads,
     )
     with atomic_path(images_path) as tmp_images:
-        failures = _decode_into(tmp_images, [sources[r] for r in refs], size, threads)
+        prints = Fingerprints.empty(len(refs))
+        failures = _decode_into(tmp_images, [sources[r] for r in refs], size, threads, prints)
         for name, (dataset, selected) in listings.items():
             task_refs = [dataset.items[i].ref for i in selected.indices]
             _check_failures(task_refs, failures, max_bad_fraction, name)
         kept = [r for r in refs if r not in failures]
         if failures:
-            _keep_rows(tmp_images, [p for p, r in enumerate(refs) if r not in failures])
+            kept_rows = [p for p, r in enumerate(refs) if r not in failures]
+            _keep_rows(tmp_images, kept_rows)
+            prints = prints.take(kept_rows)
+        prints.save(fingerprints_path)
     row_of = {ref: row for row, ref in enumerate(kept)}
     index = {
         "dataset": dataset_name,
@@ -387,6 +428,7 @@ def _task_rows(
         "labels": labels,
         "files": [items[p].ref for p in keep],
         "official_split": [items[p].split for p in keep] if items and items[0].split else None,
+        "groups": [items[p].group for p in keep],
         "skipped": [
             {"file": item.ref, "reason": failures[item.ref]}
             for item in items
@@ -407,9 +449,14 @@ def task_meta(index: dict[str, Any], task_name: str, index_path: str | Path = ""
 
 
 def _decode_into(
-    path: Path, sources: list[tuple[Dataset, int]], size: int, threads: int
+    path: Path,
+    sources: list[tuple[Dataset, int]],
+    size: int,
+    threads: int,
+    prints: Fingerprints,
 ) -> dict[str, str]:
-    """Decode (dataset, index) images in parallel into a new .npy at `path`; return failures.
+    """Decode (dataset, index) images in parallel into a new .npy at `path` and fingerprint
+    them into `prints`; return failures.
 
     Pillow releases the GIL while it decodes and resizes, so threads use every core.
     """
@@ -420,7 +467,9 @@ def _decode_into(
     def decode(position: int) -> None:
         dataset, index = sources[position]
         try:
-            array[position] = load_image(dataset, index, size)
+            rgb = decode_rgb(dataset, index, size)
+            array[position] = resized(rgb, size)
+            fingerprint_into(prints, position, rgb)
         except Exception as error:  # any decoder failure means: skip this file
             failures[dataset.items[index].ref] = f"{type(error).__name__}: {error}"
 

@@ -1,5 +1,11 @@
 """Every number a run reports: macro one-vs-rest ROC AUC (the paper's headline), accuracy,
-quadratic Cohen's kappa, F1 per class with micro and macro averages, the confusion matrix."""
+Cohen's kappa (quadratic too, for ordered grades only), F1 per class with micro and macro
+averages, the confusion matrix.
+
+Macro AUC has one definition here, used by runs, tables and the bootstrap alike: the mean of
+the one-vs-rest AUCs of the classes that have both positive and negative test images; None
+(NaN in arrays) where no class has.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +36,40 @@ def one_vs_rest_auc(y_true: np.ndarray, scores: np.ndarray) -> list[float | None
     return aucs
 
 
-def all_metrics(y_true: np.ndarray, scores: np.ndarray, classes: list[str]) -> dict[str, Any]:
+def macro_auc(per_class: list[float | None]) -> float | None:
+    defined = [a for a in per_class if a is not None]
+    return float(np.mean(defined)) if defined else None
+
+
+def macro_auc_batch(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Macro AUC of many resamples at once: labels (b, n), scores (b, n, k) -> (b,).
+
+    Rank form of the AUC (Mann-Whitney, ties averaged), the same number as roc_auc_score."""
+    from scipy.stats import rankdata
+
+    per_class = []
+    for k in range(scores.shape[2]):
+        positive = labels == k
+        n_pos = positive.sum(axis=1)
+        n_neg = labels.shape[1] - n_pos
+        ranks = rankdata(scores[:, :, k], axis=1)
+        rank_sum = np.where(positive, ranks, 0).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+        per_class.append(np.where((n_pos > 0) & (n_neg > 0), auc, np.nan))
+    stacked = np.stack(per_class, axis=1)
+    defined = np.isfinite(stacked)
+    total = np.where(defined, stacked, 0).sum(axis=1)
+    count = defined.sum(axis=1)
+    return np.divide(total, count, out=np.full(len(total), np.nan), where=count > 0)
+
+
+def all_metrics(
+    y_true: np.ndarray, scores: np.ndarray, classes: list[str], ordinal: bool = False
+) -> dict[str, Any]:
+    """Every metric of one run. Kappa is unweighted: the classes of most tasks have no order,
+    and a weighted kappa would change with their (alphabetical) numbering. Quadratic kappa
+    only where the task declares its classes ordered grades (`ordinal: true`)."""
     y_true = np.asarray(y_true)
     if scores.shape != (len(y_true), len(classes)):
         raise ValueError(
@@ -39,15 +78,18 @@ def all_metrics(y_true: np.ndarray, scores: np.ndarray, classes: list[str]) -> d
     y_pred = scores.argmax(axis=1)
     labels = list(range(len(classes)))
     per_class_auc = one_vs_rest_auc(y_true, scores)
-    defined = [a for a in per_class_auc if a is not None]
     f1 = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
     return {
-        "auc_macro": float(np.mean(defined)) if defined else None,
+        "auc_macro": macro_auc(per_class_auc),
         "auc_per_class": dict(zip(classes, per_class_auc, strict=True)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "kappa_quadratic": _finite(
-            cohen_kappa_score(y_true, y_pred, labels=labels, weights="quadratic")
+        "kappa": _finite(cohen_kappa_score(y_true, y_pred, labels=labels)),
+        "kappa_quadratic": (
+            _finite(cohen_kappa_score(y_true, y_pred, labels=labels, weights="quadratic"))
+            if ordinal
+            else None
         ),
+        "ordinal": ordinal,
         "f1_per_class": dict(zip(classes, map(float, f1), strict=True)),
         "f1_micro": float(
             f1_score(y_true, y_pred, labels=labels, average="micro", zero_division=0)

@@ -74,7 +74,7 @@ def _columns(config: dict[str, Any], sources: list[str]) -> list[tuple[str, str,
     return columns
 
 
-DAGGER = " †"
+MARKS = {1: " ↑", -1: " ↓"}
 
 
 def layout(
@@ -85,18 +85,22 @@ def layout(
 ) -> pd.DataFrame:
     """The paper's layout: a row per target; 'Mean <group>' rows; 'Differences' (FT - FE).
 
-    A dagger marks a cell whose difference to No transfer (or, in a Differences row, FT - FE)
-    has a bootstrap 95 % interval that excludes zero (see medtransfer.stats)."""
+    An arrow marks a cell that is better (↑) or worse (↓) than No transfer (in a Differences
+    row: FT than FE) after the multiple-comparison adjustment (see medtransfer.stats)."""
     columns = _columns(config, sources)
     index = summary.set_index(["target", "source", "method"])
-    marked = set()
+    marks: dict[tuple[str, str, str], int] = {}
     if stats is not None and len(stats):
-        hits = stats[stats.excludes_zero.astype(bool)]
-        marked = set(zip(hits.target, hits.source, hits.comparison, strict=True))
+        marks = {
+            (t, s, c): int(m)
+            for t, s, c, m in zip(
+                stats.target, stats.source, stats.comparison, stats["mark"], strict=True
+            )
+        }
     fe_name, ft_name = config["report"]["fe_method"], config["report"]["ft_method"]
 
     def mark(target: str, source: str, comparison: str) -> str:
-        return DAGGER if (target, source, comparison) in marked else ""
+        return MARKS.get(marks.get((target, source, comparison), 0), "")
 
     def value(target: str, source: str, method: str) -> tuple[float, float] | None:
         key = (target, source, method)
@@ -173,6 +177,10 @@ def _latex_escape(text: str) -> str:
         .replace("&", r"\&")
         .replace("%", r"\%")
         .replace("±", r"$\pm$")
+        .replace("↑", r"$\uparrow$")
+        .replace("↓", r"$\downarrow$")
+        .replace("α", r"$\alpha$")
+        .replace("←", r"$\leftarrow$")
     )
 
 
@@ -197,30 +205,57 @@ def write_csv(frame: pd.DataFrame, path: str) -> None:
         frame.to_csv(tmp, index=False, float_format="%.6f")
 
 
-FOOTNOTE = (
-    "bootstrap 95 % interval of the difference to No transfer (Differences rows: FT - FE) "
-    "excludes zero."
-)
+def marks_footnote(stats: pd.DataFrame, report: dict[str, Any]) -> str:
+    """What the arrows mean, with the family they were adjusted over."""
+    from .stats import CORRECTION_NAMES
+
+    family = int(stats["family_size"].iloc[0]) if len(stats) and "family_size" in stats else 0
+    return (
+        "↑ / ↓: better / worse than No transfer (Differences rows: FT than FE); hierarchical "
+        "bootstrap over seeds and test images, p-values adjusted by "
+        f"{CORRECTION_NAMES[report['correction']]} over the {family} comparisons of this table "
+        f"(α = {report['alpha']}); no mark without at least two seeds."
+    )
+
+
+def overlap_footnote(run_files: list[str]) -> str:
+    """Source-target overlap the audit found in the test sets of the table's runs."""
+    found: dict[tuple[str, str], list[int]] = {}
+    for path in run_files:
+        run = read_json(path)
+        copies = run.get("leakage", {}).get("source_target", {})
+        n = (copies.get("exact") or 0) + (copies.get("near") or 0)
+        if n:
+            found.setdefault((run["target"], run["source"]), []).append(n)
+    if not found:
+        return ""
+    parts = [
+        f"{target} ← {source}: {max(ns)} test image(s) with a copy in the source"
+        for (target, source), ns in sorted(found.items())
+    ]
+    return "Source images in target test sets (leakage audit): " + "; ".join(parts) + "."
 
 
 def write_table2(
     config: dict[str, Any], run_files: list[str], sources: list[str], paths: dict[str, str]
 ) -> pd.DataFrame:
-    """Table II in three formats plus the statistics behind its daggers."""
+    """Table II in three formats plus the statistics behind its marks."""
     from .stats import comparisons, load_runs, run_intervals
 
+    report = config["report"]
     summary = summarise(collect_runs(run_files))
     runs = load_runs(run_files)
-    stats = comparisons(runs, config["report"]["fe_method"], config["report"]["ft_method"])
+    stats = comparisons(
+        runs, report["fe_method"], report["ft_method"], report["alpha"], report["correction"]
+    )
     write_csv(summary, paths["csv"])
     write_csv(stats, paths["stats"])
     write_csv(run_intervals(runs), paths["stats_runs"])
     table = layout(config, summary, sources, stats)
-    write_text(paths["md"], f"{to_markdown(table)}\n{DAGGER.strip()} {FOOTNOTE}\n")
-    caption = (
-        "Macro one-vs-rest ROC AUC (mean ± maximum deviation over seeds). "
-        f"{DAGGER.strip()} {FOOTNOTE}"
-    )
+    notes = [marks_footnote(stats, report), overlap_footnote(run_files)]
+    notes = [n for n in notes if n]
+    write_text(paths["md"], to_markdown(table) + "".join(f"\n{n}\n" for n in notes))
+    caption = "Macro one-vs-rest ROC AUC (mean ± maximum deviation over seeds). " + " ".join(notes)
     write_text(paths["tex"], to_latex(table, caption))
     return table
 

@@ -1,13 +1,20 @@
-"""The `split` stage: stratified, seeded train/val/test indices and balanced class weights."""
+"""The `split` stage: seeded train/val/test indices that keep each group of images (patient,
+lesion, original photo, duplicates) in one split, per-class proportions as well as the groups
+allow, the leakage that remains counted, and balanced class weights."""
 
 from __future__ import annotations
 
+import logging
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .audit import KIND_EXACT, KIND_NEAR, SPLIT_PAIRS, crossings, merge_groups
 from .data import DataError
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 
@@ -17,31 +24,6 @@ def min_images_per_class(val: float, test: float) -> int:
     return max(3, math.ceil(1 / val), math.ceil(1 / test))
 
 
-def stratified_split(
-    labels: np.ndarray, classes: list[str], seed: int, val: float, test: float, task: str = "task"
-) -> dict[str, list[int]]:
-    """Split every class on its own so that each split has the class's proportions."""
-    if val + test >= 1:
-        raise DataError(f"split: val ({val}) + test ({test}) leave no training images")
-    needed = min_images_per_class(val, test)
-    rng = np.random.default_rng(seed)
-    parts: dict[str, list[int]] = {s: [] for s in SPLITS}
-    for k, name in enumerate(classes):
-        members = np.flatnonzero(labels == k)
-        if len(members) < needed:
-            raise DataError(
-                f"task {task}: class {name!r} has {len(members)} images; a stratified split with "
-                f"val={val}, test={test} needs at least {needed} per class"
-            )
-        members = rng.permutation(members)
-        n_test = max(1, round(len(members) * test))
-        n_val = max(1, round(len(members) * val))
-        parts["test"] += members[:n_test].tolist()
-        parts["val"] += members[n_test : n_test + n_val].tolist()
-        parts["train"] += members[n_test + n_val :].tolist()
-    return {s: sorted(ix) for s, ix in parts.items()}
-
-
 def official_split(
     labels: np.ndarray,
     official: list[str | None],
@@ -49,22 +31,18 @@ def official_split(
     seed: int,
     val: float,
     task: str = "task",
+    groups: np.ndarray | None = None,
 ) -> dict[str, list[int]]:
-    """The dataset's own split; where it has no val part, val is drawn from train per class."""
+    """The dataset's own split; where it has no val part, val is drawn from train: whole
+    groups, in random order, until each class has its share."""
     official_arr = np.asarray(official, dtype=object)
     parts = {s: np.flatnonzero(official_arr == s).tolist() for s in SPLITS}
     if not parts["train"] or not parts["test"]:
         raise DataError(f"task {task}: the dataset's official split has no train or no test part")
     if not parts["val"]:
-        rng = np.random.default_rng(seed)
-        train = np.asarray(parts["train"])
-        keep, take = [], []
-        for k in range(len(classes)):
-            members = rng.permutation(train[labels[train] == k])
-            n_val = max(1, round(len(members) * val)) if len(members) > 1 else 0
-            take += members[:n_val].tolist()
-            keep += members[n_val:].tolist()
-        parts["train"], parts["val"] = keep, take
+        parts["train"], parts["val"] = _val_from_train(
+            labels, np.asarray(parts["train"]), groups, len(classes), seed, val
+        )
     for s in SPLITS:
         present = set(labels[parts[s]].tolist())
         for k, name in enumerate(classes):
@@ -75,27 +53,101 @@ def official_split(
     return {s: sorted(ix) for s, ix in parts.items()}
 
 
+def _val_from_train(
+    labels: np.ndarray,
+    train: np.ndarray,
+    groups: np.ndarray | None,
+    n_classes: int,
+    seed: int,
+    val: float,
+) -> tuple[list[int], list[int]]:
+    groups = np.arange(len(labels)) if groups is None else groups
+    wanted = [max(1, round(np.sum(labels[train] == k) * val)) for k in range(n_classes)]
+    taken = [0] * n_classes
+    rng = np.random.default_rng(seed)
+    _, inverse = np.unique(groups[train], return_inverse=True)
+    members_of = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
+    class_sizes = np.bincount(labels[train], minlength=n_classes)
+    in_val = np.zeros(len(train), dtype=bool)
+    for g in rng.permutation(len(members_of)):
+        members = members_of[g]
+        k = int(np.bincount(labels[train[members]], minlength=n_classes).argmax())
+        if taken[k] < wanted[k] and len(members) < class_sizes[k]:
+            in_val[members] = True
+            taken[k] += len(members)
+    return train[~in_val].tolist(), train[in_val].tolist()
+
+
 def balanced_class_weights(labels: np.ndarray, n_classes: int) -> list[float]:
     """n / (k * n_c) per class, as scikit-learn's 'balanced': rare classes weigh more."""
     counts = np.bincount(labels, minlength=n_classes).astype(float)
     return (len(labels) / (n_classes * np.maximum(counts, 1))).round(6).tolist()
 
 
+@dataclass
+class Duplicates:
+    """A task's duplicate pairs (positions a < b in the task) and their kind, from the audit."""
+
+    a: np.ndarray
+    b: np.ndarray
+    kind: np.ndarray
+
+    @classmethod
+    def none(cls) -> Duplicates:
+        empty = np.empty(0, np.int64)
+        return cls(empty, empty, np.empty(0, object))
+
+    @classmethod
+    def from_table(cls, table: Any) -> Duplicates:
+        return cls(
+            table["a"].to_numpy(np.int64),
+            table["b"].to_numpy(np.int64),
+            table["kind"].to_numpy(object),
+        )
+
+    def of_kind(self, *kinds: str) -> np.ndarray:
+        chosen = np.isin(self.kind, kinds)
+        return np.column_stack([self.a[chosen], self.b[chosen]])
+
+
+def task_groups(meta: dict[str, Any], duplicates: Duplicates, merge_near: bool) -> np.ndarray:
+    """Group id of each image: its configured group (patient, lesion, photo), merged with every
+    image it duplicates exactly (always) or nearly (with audit.merge_near)."""
+    keys = meta.get("groups") or [None] * len(meta["labels"])
+    kinds = (KIND_EXACT, KIND_NEAR) if merge_near else (KIND_EXACT,)
+    return merge_groups(keys, duplicates.of_kind(*kinds))
+
+
 def make_split(
-    meta: dict[str, Any], seed: int, val: float, test: float, mode: str = "random"
+    meta: dict[str, Any],
+    seed: int,
+    val: float,
+    test: float,
+    mode: str = "random",
+    duplicates: Duplicates | None = None,
+    merge_near: bool = True,
+    on_leak: str = "error",
 ) -> dict[str, Any]:
-    """The split file's content for one task and seed."""
+    """The split file's content for one task and seed: no group in two splits (random mode),
+    the leakage that remains counted, and `on_leak` applied to train-test leakage."""
+    duplicates = duplicates or Duplicates.none()
     labels = np.asarray(meta["labels"])
     classes, task = meta["classes"], meta["task"]
+    groups = task_groups(meta, duplicates, merge_near)
     if mode == "official":
         if meta.get("official_split") is None:
             raise DataError(
                 f"task {task}: split 'official' asked for, but dataset "
                 f"{meta['dataset']} has no official split"
             )
-        parts = official_split(labels, meta["official_split"], classes, seed, val, task)
+        parts = official_split(labels, meta["official_split"], classes, seed, val, task, groups)
     else:
-        parts = stratified_split(labels, classes, seed, val, test, task)
+        parts = grouped_split(labels, groups, classes, seed, val, test, task)
+    split_of = np.full(len(labels), "", dtype=object)
+    for s in SPLITS:
+        split_of[parts[s]] = s
+    leakage = leakage_counts(meta, split_of, groups, duplicates)
+    _apply_leak_policy(task, seed, mode, leakage, on_leak)
     train_labels = labels[parts["train"]]
     return {
         "task": task,
@@ -105,23 +157,147 @@ def make_split(
         "counts": {
             s: np.bincount(labels[parts[s]], minlength=len(classes)).tolist() for s in SPLITS
         },
+        "groups": {s: len(np.unique(groups[parts[s]])) for s in SPLITS},
+        "n_groups": len(np.unique(groups)),
+        "merge_near": merge_near,
+        "leakage": leakage,
         "class_weights": balanced_class_weights(train_labels, len(classes)),
     }
+
+
+def grouped_split(
+    labels: np.ndarray,
+    groups: np.ndarray,
+    classes: list[str],
+    seed: int,
+    val: float,
+    test: float,
+    task: str = "task",
+) -> dict[str, list[int]]:
+    """Split whole groups so that each split gets about its share of every class.
+
+    Each class first gives one random group (of its own majority class) to test and one to
+    val, so that every split sees every class; the other groups follow in random order, each
+    to the split whose share of the group's classes is most unfilled. With one image per
+    group this is a stratified split.
+    """
+    if val + test >= 1:
+        raise DataError(f"split: val ({val}) + test ({test}) leave no training images")
+    n_classes = len(classes)
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
+    composition = np.zeros((n_groups, n_classes))
+    np.add.at(composition, (groups, labels), 1)
+    majority = composition.argmax(axis=1)
+    needed = min_images_per_class(val, test)
+    for k, name in enumerate(classes):
+        n_of_class = int(np.sum(majority == k))
+        if n_of_class < needed:
+            raise DataError(
+                f"task {task}: class {name!r} has {n_of_class} group(s) of images "
+                f"({int(composition[:, k].sum())} images); a split with val={val}, "
+                f"test={test} that keeps each group (patient, lesion, photo, duplicate) in one "
+                f"split needs at least {needed} groups per class"
+            )
+    fractions = np.array([1 - val - test, val, test])  # in SPLITS order
+    wanted = fractions[:, None] * composition.sum(axis=0)[None, :]
+    filled = np.zeros_like(wanted)
+    rng = np.random.default_rng(seed)
+    assigned = np.full(n_groups, -1)
+    for k in range(n_classes):
+        first_two = rng.permutation(np.flatnonzero(majority == k))[:2]
+        for split_index, g in zip((2, 1), first_two, strict=True):
+            assigned[g] = split_index
+            filled[split_index] += composition[g]
+    for g in rng.permutation(n_groups):
+        if assigned[g] >= 0:
+            continue
+        unfilled = (wanted - filled) / np.maximum(wanted, 1e-9)
+        best = int(np.argmax(unfilled @ composition[g]))
+        assigned[g] = best
+        filled[best] += composition[g]
+    split_of_image = assigned[groups]
+    return {s: np.flatnonzero(split_of_image == i).tolist() for i, s in enumerate(SPLITS)}
+
+
+def leakage_counts(
+    meta: dict[str, Any], split_of: np.ndarray, groups: np.ndarray, duplicates: Duplicates
+) -> dict[str, Any]:
+    """Pairs of images tied together (one configured group; exact or near duplicates) that
+    sit in two different splits, per pair of splits; plus examples of the groups that cross."""
+    keys = meta.get("groups") or [None] * len(split_of)
+    keyed = np.flatnonzero([k is not None for k in keys])
+    crossing_keys: dict[str, set[str]] = {}
+    for i in keyed:
+        if split_of[i]:
+            crossing_keys.setdefault(keys[i], set()).add(split_of[i])
+    crossing = sorted(k for k, splits in crossing_keys.items() if len(splits) > 1)
+    per_key_split = {(keys[i], split_of[i]) for i in keyed if split_of[i]}
+    group_pairs = {
+        f"{x}-{y}": sum(1 for k in crossing if (k, x) in per_key_split and (k, y) in per_key_split)
+        for x, y in SPLIT_PAIRS
+    }
+    return {
+        "groups_crossing": group_pairs,
+        "example_groups": crossing[:10],
+        "exact": crossings(split_of, *duplicates.of_kind(KIND_EXACT).T),
+        "near": crossings(split_of, *duplicates.of_kind(KIND_NEAR).T),
+        "merged_groups_crossing": _groups_in_several_splits(split_of, groups),
+    }
+
+
+def _groups_in_several_splits(split_of: np.ndarray, groups: np.ndarray) -> int:
+    placed = split_of != ""
+    split_code = np.array([SPLITS.index(s) for s in split_of[placed]], dtype=np.int64)
+    pairs = np.unique(np.column_stack([groups[placed], split_code]), axis=0)
+    return int(np.sum(np.bincount(pairs[:, 0]) > 1)) if len(pairs) else 0
+
+
+def train_test_leaks(leakage: dict[str, Any]) -> dict[str, int]:
+    return {what: leakage[what]["train-test"] for what in ("groups_crossing", "exact", "near")}
+
+
+def _apply_leak_policy(
+    task: str, seed: int, mode: str, leakage: dict[str, Any], on_leak: str
+) -> None:
+    if leakage["example_groups"]:
+        log.warning(
+            "task %s: %s split: %d group(s) cross splits, e.g. %s",
+            task,
+            mode,
+            len(leakage["example_groups"]),
+            ", ".join(leakage["example_groups"][:5]),
+        )
+    leaks = train_test_leaks(leakage)
+    if mode == "official":  # the publisher's split: its crossing groups are warned of above
+        leaks["groups_crossing"] = 0
+    if not any(leaks.values()):
+        return
+    message = (
+        f"task {task}, seed {seed} ({mode} split): train and test share images of one group or "
+        f"duplicate images: {leaks['groups_crossing']} group(s), {leaks['exact']} exact and "
+        f"{leaks['near']} near-duplicate pair(s) (see results/audit/{task}/pairs.csv); "
+        "set audit.on_leak: warn to go on anyway"
+    )
+    if on_leak == "error":
+        raise DataError(message)
+    log.warning(message)
 
 
 def subsample_train(
     split: dict[str, Any], labels: np.ndarray, fraction: float, n_classes: int
 ) -> dict[str, Any]:
     """The same split with only `fraction` of each class's training images (at least one);
-    val and test stay as they are, so the learning curve is measured on fixed data."""
-    rng = np.random.default_rng([split["seed"], round(fraction * 1_000_000)])
+    val and test stay as they are, so the learning curve is measured on fixed data. One
+    permutation per seed and class, of which each fraction takes a prefix: the subset of a
+    smaller fraction lies inside that of every larger one."""
+    rng = np.random.default_rng(split["seed"])  # not the fraction: subsets are nested
     train = np.asarray(split["train"])
     kept: list[int] = []
     for k in range(n_classes):
-        members = train[labels[train] == k]
+        members = rng.permutation(train[labels[train] == k])
         if len(members):
             take = max(1, round(len(members) * fraction))
-            kept += rng.permutation(members)[:take].tolist()
+            kept += members[:take].tolist()
     kept.sort()
     return {
         **split,

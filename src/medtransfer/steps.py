@@ -53,6 +53,7 @@ def prepare(smk: Any) -> None:
             smk.output.images,
             smk.output.index,
             smk.threads,
+            smk.output.fingerprints,
         )
 
 
@@ -67,15 +68,104 @@ def select(smk: Any) -> None:
 
 
 def split(smk: Any) -> None:
+    import pandas as pd
+
     from .io import read_json, write_json
-    from .splits import make_split
+    from .splits import Duplicates, make_split
 
     with job_logging(smk) as log:
         meta = read_json(smk.input.meta)
         p = smk.params
-        result = make_split(meta, int(smk.wildcards.seed), p.val, p.test, p.mode)
-        log.info("split sizes %s, class weights %s", result["counts"], result["class_weights"])
+        result = make_split(
+            meta,
+            int(smk.wildcards.seed),
+            p.val,
+            p.test,
+            p.mode,
+            Duplicates.from_table(pd.read_csv(smk.input.pairs)),
+            p.merge_near,
+            p.on_leak,
+        )
+        log.info(
+            "split sizes %s in %s groups, class weights %s, leakage %s",
+            result["counts"],
+            result["groups"],
+            result["class_weights"],
+            result["leakage"],
+        )
         write_json(smk.output[0], result)
+
+
+def audit(smk: Any) -> None:
+    from .audit import audit_task
+    from .io import read_json
+
+    with job_logging(smk) as log:
+        p = smk.params
+        summary = audit_task(
+            read_json(smk.input.meta),
+            smk.input.fingerprints,
+            smk.output.pairs,
+            smk.output.summary,
+            p.near_bits,
+            p.near_correlation,
+        )
+        log.info("audit of task %s: %s", smk.wildcards.task, summary)
+
+
+def audit_overlap(smk: Any) -> None:
+    from .audit import audit_overlap as find_overlap
+    from .audit import overlap_message
+    from .data import DataError
+    from .io import read_json
+
+    with job_logging(smk) as log:
+        p = smk.params
+        summary = find_overlap(
+            read_json(smk.input.source_meta),
+            smk.input.source_fingerprints,
+            read_json(smk.input.target_meta),
+            smk.input.target_fingerprints,
+            smk.output.pairs,
+            smk.output.summary,
+            p.near_bits,
+            p.near_correlation,
+        )
+        if summary["exact_pairs"] or summary["near_pairs"]:
+            if p.on_overlap == "error":
+                raise DataError(
+                    overlap_message(summary) + "; set audit.on_overlap: warn to go on anyway"
+                )
+            log.warning(overlap_message(summary))
+        else:
+            log.info("no image of %s reappears in %s", summary["source"], summary["target"])
+
+
+def audit_report(smk: Any) -> None:
+    from .audit import audit_report as tables
+    from .io import read_json, write_text
+    from .reporting import to_markdown, write_csv
+
+    with job_logging(smk):
+        tasks, overlaps, splits = tables(
+            [read_json(f) for f in smk.input.tasks],
+            [read_json(f) for f in smk.input.overlaps],
+            [read_json(f) for f in smk.input.splits],
+        )
+        write_csv(tasks, smk.output.tasks)
+        write_csv(overlaps, smk.output.overlaps)
+        write_csv(splits, smk.output.splits)
+        sections = [
+            ("Duplicates within each task", tasks),
+            ("Source images that reappear in a target task", overlaps),
+            ("Leakage across the splits of each seed", splits),
+        ]
+        write_text(
+            smk.output.md,
+            "\n".join(
+                f"## {title}\n\n{to_markdown(t) if len(t) else '(none)'}\n" for title, t in sections
+            ),
+        )
 
 
 def fetch_imagenet(smk: Any) -> None:
@@ -315,10 +405,12 @@ def score(smk: Any) -> None:
 
     with job_logging(smk) as log:
         from . import runtime
+        from .audit import copies_in_test
         from .classifiers import fit_and_score
         from .config import config_hash, parse_method
         from .io import read_json, write_json
         from .metrics import all_metrics
+        from .splits import train_test_leaks
 
         started = time.monotonic()
         w, p = smk.wildcards, smk.params
@@ -339,8 +431,12 @@ def score(smk: Any) -> None:
                 seed,
                 p.svm_c,
                 smk.threads,
+                p.class_weights,
             )
-        metrics = all_metrics(labels[test_rows], np.asarray(scores, dtype=np.float64), classes)
+        metrics = all_metrics(
+            labels[test_rows], np.asarray(scores, dtype=np.float64), classes, p.ordinal
+        )
+        overlap = read_json(smk.input.overlap) if "overlap" in smk.input.keys() else None
         training = read_json(smk.input.training) if "training" in smk.input.keys() else {}
         extracted = (
             read_json(smk.input.features_info) if "features_info" in smk.input.keys() else {}
@@ -369,6 +465,11 @@ def score(smk: Any) -> None:
                 "sizes": {s: len(split[s]) for s in ("train", "val", "test")},
                 "train_fraction": split.get("train_fraction", 1.0),
                 "skipped_images": len(meta["skipped"]),
+                "leakage": {
+                    "train_test": train_test_leaks(split["leakage"]),
+                    "source_target": copies_in_test(overlap, test_rows, w.source),
+                    "groups": split["groups"],
+                },
                 "feature_layer": training.get("feature_layer") or extracted.get("feature_layer"),
                 "epochs_run": training.get("epochs_run"),
                 "best_epoch": training.get("best_epoch"),

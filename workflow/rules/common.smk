@@ -41,6 +41,9 @@ SOURCES = active_sources()
 RUNS = mtc.grid_runs(config, SOURCES)
 CURVE_RUNS = mtc.learning_curve_runs(config, RUNS)
 VARIANTS = sorted({r.method.variant for r in RUNS if r.method.kind == "ft"})
+AUDITED_TASKS = sorted(
+    {*config["targets"], *(s for s in SOURCES if s in TRAINED_SOURCES)}
+)
 
 
 def alternatives(names):
@@ -69,6 +72,9 @@ SOURCE_MODEL = "results/models/{source}/model.keras"
 # Keras' published VGG16 files are legacy HDF5: the name must end in .h5, not .weights.h5
 # (which Keras 3 reads as its own format).
 IMAGENET_WEIGHTS = "results/models/imagenet/vgg16_{size}px.h5"
+# The leakage audit: duplicates within a task, and source images that reappear in a target.
+AUDIT = "results/audit/{task}/"
+OVERLAP = "results/audit/overlap/{trained}/{target}"
 FEATURES = "results/features/{target}/{source}.npy"
 FINETUNED = "results/finetune/{target}/{source}/{variant}/seed{seed}/"
 RUN = "results/runs/{target}/{source}/{method}/seed{seed}.json"
@@ -123,9 +129,14 @@ def get_dataset_index(wildcards):
     return PREPARED.format(dataset=dataset, size=wildcards.size) + "index.json"
 
 
-def get_split(wildcards, task_key="target"):
+def get_task_fingerprints(task):
+    dataset = config["tasks"][task]["dataset"]
+    return PREPARED.format(dataset=dataset, size=SIZE) + "fingerprints.npz"
+
+
+def get_split(wildcards):
     """The run's split file: the seed's split, or its subsample on the learning curve."""
-    task = wildcards[task_key]
+    task = wildcards.target
     if "fraction" in wildcards.keys():
         return SPLIT_FRACTION.format(
             task=task, seed=wildcards.seed, fraction=wildcards.fraction
@@ -147,7 +158,35 @@ def get_score_inputs(wildcards):
         inputs["features"] = f"{run_dir}features.npy"
         inputs["network_scores"] = f"{run_dir}softmax.npy"
         inputs["training"] = f"{run_dir}training.json"
+    if wildcards.source in TRAINED_SOURCES:
+        inputs["overlap"] = (
+            OVERLAP.format(trained=wildcards.source, target=wildcards.target) + ".json"
+        )
     return inputs
+
+
+def overlap_pairs():
+    """(trained source, target) of every run whose source network saw images of a task."""
+    return sorted(
+        {(r.source, r.target) for r in RUNS if r.source in TRAINED_SOURCES},
+    )
+
+
+def get_audit_report_inputs(wildcards):
+    return {
+        "tasks": expand(AUDIT + "summary.json", task=AUDITED_TASKS),
+        "overlaps": [
+            OVERLAP.format(trained=s, target=t) + ".json" for s, t in overlap_pairs()
+        ],
+        "splits": sorted(
+            {SPLIT.format(task=r.target, seed=r.seed) for r in RUNS}
+            | {
+                SPLIT.format(task=s, seed=config["pretrain_seed"])
+                for s in TRAINED_SOURCES
+                if s in SOURCES
+            }
+        ),
+    }
 
 
 def training_params(stage):
@@ -237,6 +276,7 @@ def get_final_outputs():
         *(["results/analysis/learning_curves.png"] if CURVE_RUNS else []),
         *(ANALYSIS if similarity_pairs() else []),
         *get_run_files(),
+        "results/audit/summary.md",
         *expand("results/{target}/roc.png", target=config["targets"]),
         "results/table2.csv",
         "results/table2.md",

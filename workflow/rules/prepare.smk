@@ -3,6 +3,7 @@ rule prepare:
     output:
         images=f"{PREPARED}images.npy",
         index=f"{PREPARED}index.json",
+        fingerprints=f"{PREPARED}fingerprints.npz",
     log:
         logfile("prepare", "{dataset}_{size}px"),
     benchmark:
@@ -20,7 +21,7 @@ rule prepare:
 
 
 rule select:
-    """A task's share of its prepared dataset: its classes, capped rows and labels."""
+    """A task's share of its prepared dataset: its classes, capped rows, labels and groups."""
     input:
         index=get_dataset_index,
     output:
@@ -36,9 +37,11 @@ rule select:
 
 
 rule split:
-    """Seeded stratified train/val/test indices and balanced class weights of a task."""
+    """Seeded train/val/test indices that keep each group of images (patient, lesion, photo,
+    duplicates) in one split; the leakage that remains is counted and, by default, an error."""
     input:
         meta=TASK_META.format(task="{task}", size=SIZE),
+        pairs=AUDIT + "pairs.csv",
     output:
         SPLIT,
     log:
@@ -51,6 +54,8 @@ rule split:
         val=config["split"]["val"],
         test=config["split"]["test"],
         mode=lambda w: config["tasks"][w.task]["split"],
+        merge_near=config["audit"]["merge_near"],
+        on_leak=config["audit"]["on_leak"],
     script:
         "../scripts/split.py"
 

@@ -12,6 +12,8 @@ rule table2:
         ENV
     params:
         sources=SOURCES,
+        # read by the report; a param so that changing it rebuilds the table
+        report=config["report"],
     script:
         "../scripts/table2.py"
 

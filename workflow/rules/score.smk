@@ -13,6 +13,8 @@ rule score:
     threads: 1
     params:
         svm_c=config["classifiers"]["svm_c"],
+        class_weights=config["classifiers"]["class_weights"],
+        ordinal=lambda w: config["tasks"][w.target]["ordinal"],
     script:
         "../scripts/score.py"
 
