@@ -26,4 +26,4 @@ def test_benchmark_command_prints_its_table(shared_data):
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert lines[0].split()[:4] == ["comparison", "ours", "baseline", "ratio"]
-    assert [line.split(":")[0] for line in lines[1:]] == ["score", "prepare", "extract"]
+    assert [line.split(":")[0] for line in lines[1:]] == ["score", "prepare", "extract", "audit"]

@@ -31,6 +31,7 @@ RUN_FIELDS = {
     "auc_macro",
     "auc_per_class",
     "accuracy",
+    "kappa",
     "kappa_quadratic",
     "f1_per_class",
     "f1_micro",
@@ -44,6 +45,7 @@ RUN_FIELDS = {
     "versions",
     "config_hash",
     "skipped_images",
+    "leakage",
 }
 
 
@@ -83,6 +85,10 @@ def test_small_grid_writes_every_run(small_grid):
         assert RUN_FIELDS <= set(run), path
         assert 0.0 <= run["auc_macro"] <= 1.0
         assert len(run["test_labels"]) == run["sizes"]["test"]
+        assert run["kappa_quadratic"] is None  # no task of the grid is ordinal
+        leakage = run["leakage"]
+        assert leakage["train_test"] == {"groups_crossing": 0, "exact": 0, "near": 0}
+        assert leakage["source_target"]["audited"] and leakage["source_target"]["exact"] == 0
 
 
 def test_dag_has_one_job_per_unit_of_work(tmp_path, shared_data):
@@ -93,6 +99,10 @@ def test_dag_has_one_job_per_unit_of_work(tmp_path, shared_data):
     assert counts == {
         "prepare": 3,
         "select": 3,
+        # the audit: duplicates within each of the 3 tasks; natural's images in each target
+        "audit": 3,
+        "audit_overlap": 2,
+        "audit_report": 1,
         "split": 5,
         "pretrain": 1,
         "extract": 4,
@@ -100,7 +110,7 @@ def test_dag_has_one_job_per_unit_of_work(tmp_path, shared_data):
         "score": 16,
         "table2": 1,
         "figure": 1,
-        "filters": 1,
+        "filters": 2,  # natural, and the untrained network as the structural null
         "structural": 1,
         "target_report": 2,
         "analyse": 1,
@@ -154,7 +164,7 @@ def test_table2_matches_config_and_runs(small_grid):
     assert header == ["Target", "No transfer", "natural FE", "natural FT"]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
     assert [r[0] for r in rows] == ["isic", "Differences", "blood", "Differences"]
-    rows = [[cell.removesuffix(" †") for cell in row] for row in rows]
+    rows = [[cell.removesuffix(" ↑").removesuffix(" ↓") for cell in row] for row in rows]
     aucs = [
         json.loads((small_grid / f"results/runs/blood/natural/fe-svm/seed{s}.json").read_text())[
             "auc_macro"
@@ -195,6 +205,11 @@ def test_filter_grids_exist_for_every_source_model(small_grid):
     structural = pd.read_csv(small_grid / "results/filters/structural.csv")
     assert list(structural.source) == ["natural"]
     assert 0 <= structural.structural_percent.iloc[0] <= 100
+    null = json.loads((small_grid / "results/filters/none/structural.json").read_text())
+    assert structural.untrained_percent.iloc[0] == pytest.approx(null["structural_percent"])
+    assert structural.above_untrained.iloc[0] == pytest.approx(
+        structural.structural_percent.iloc[0] - null["structural_percent"]
+    )
 
 
 def test_one_target_table_schedules_only_that_target(tmp_path, shared_data):
@@ -212,7 +227,9 @@ def test_html_report(small_grid, copy_of):
 
 
 def test_stats_recompute_an_interval_and_a_difference(small_grid):
-    from medtransfer.stats import run_interval
+    import numpy as np
+
+    from medtransfer.stats import AucDraws
 
     per_run = pd.read_csv(small_grid / "results/stats_runs.csv")
     row = per_run[
@@ -222,7 +239,7 @@ def test_stats_recompute_an_interval_and_a_difference(small_grid):
         & (per_run.seed == 1)
     ].iloc[0]
     run = json.loads((small_grid / "results/runs/blood/natural/ft-svm/seed1.json").read_text())
-    low, high = run_interval(run)
+    low, high = np.nanpercentile(AucDraws()(run), [2.5, 97.5])
     assert (row.ci_low, row.ci_high) == pytest.approx((low, high), abs=1e-6)
     assert low < run["auc_macro"] < high
     stats = pd.read_csv(small_grid / "results/stats.csv")
@@ -243,8 +260,11 @@ def test_stats_recompute_an_interval_and_a_difference(small_grid):
     expected = sum(a - b for a, b in zip(aucs["ft-svm"], aucs["fe-svm"], strict=True)) / 2
     assert diff.mean_difference == pytest.approx(expected, abs=1e-6)
     assert diff.ci_low <= diff.ci_high and diff.n_seeds == 2
-    marked = "†" in (small_grid / "results/table2.md").read_text().split("\n\n")[0]
-    assert marked == bool(stats.excludes_zero.any())
+    table = (small_grid / "results/table2.md").read_text()
+    marked = "↑" in table.split("\n\n")[0] or "↓" in table.split("\n\n")[0]
+    assert marked == bool((stats["mark"] != 0).any())
+    assert (stats.p_adjusted >= stats.p_bootstrap).all()
+    assert f"Holm over the {len(stats)} comparisons of this table" in table
 
 
 def test_per_target_report(small_grid):
@@ -270,7 +290,7 @@ def test_per_target_report(small_grid):
 def test_similarity_and_data_per_class(small_grid):
     import numpy as np
 
-    from medtransfer.analysis import frechet_distance, rank_correlation
+    from medtransfer.analysis import rank_correlation, sample_distance
 
     folder = small_grid / "results" / "analysis"
     similarity = pd.read_csv(folder / "similarity.csv")
@@ -280,8 +300,14 @@ def test_similarity_and_data_per_class(small_grid):
     }
     row = similarity[similarity.target == "blood"].iloc[0]
     source = np.load(small_grid / "results/models/natural/features.npy")
+    info = json.loads((small_grid / "results/models/natural/source.json").read_text())
     target = np.load(small_grid / "results/features/blood/natural.npy")
-    assert row.frechet_distance == pytest.approx(frechet_distance(source, target), rel=1e-6)
+    meta = json.loads((small_grid / "results/tasks/blood/32px/meta.json").read_text())
+    distance, n, components = sample_distance(
+        source, np.array(info["feature_sample_labels"]), target, np.array(meta["labels"])
+    )
+    assert row.frechet_distance == pytest.approx(distance, rel=1e-6)
+    assert row.sample_size == n == min(len(source), len(target)) and components < n
 
     def mean_auc(source_name):
         return (
@@ -299,11 +325,14 @@ def test_similarity_and_data_per_class(small_grid):
     assert row.ft_gain == pytest.approx(mean_auc("natural") - mean_auc("none"), abs=1e-6)
     correlations = pd.read_csv(folder / "correlations.csv")
     written = correlations[
-        (correlations.analysis == "similarity") & (correlations.gain == "ft_gain")
+        (correlations.analysis == "similarity")
+        & (correlations.scope == "pooled")
+        & (correlations.gain == "ft_gain")
     ].iloc[0]
     rho, _ = rank_correlation(similarity.frechet_distance, similarity.ft_gain)
     assert (pd.isna(written.spearman_rho) and pd.isna(rho)) or written.spearman_rho == rho
     assert written.n_points == 2
+    assert "within natural" in set(correlations.scope)
     for name in ("similarity.png", "data_per_class.png"):
         assert (folder / name).stat().st_size > 10_000
 
@@ -326,12 +355,16 @@ SEED_CONFIG_JOBS = {
         "fetch_imagenet": 1,
         "prepare": 6,
         "select": 8,
+        # 5 targets + 3 trained sources that are no target; 4 trained sources x 5 targets
+        # less chest -> chest
+        "audit": 8,
+        "audit_overlap": 19,
         "split": 19,
         "pretrain": 4,
         "extract": 29,
         "finetune": 87,
         "score": 174,
-        "filters": 5,
+        "filters": 6,
     },
     # no FE method, so no extract; 2 sources x 2 targets x 4 freezing variants x 3 seeds;
     # scores: those 48 plus DT and RF on pixels per target and seed (12)
@@ -339,10 +372,11 @@ SEED_CONFIG_JOBS = {
         "fetch_imagenet": 1,
         "prepare": 2,
         "select": 2,
+        "audit": 2,
         "split": 6,
         "finetune": 48,
         "score": 60,
-        "filters": 1,
+        "filters": 2,
     },
     # ImageNet only: one extract; 2 fine-tuning variants x 3 seeds; 5 methods x 3 seeds
     "pal2016": {
@@ -350,10 +384,11 @@ SEED_CONFIG_JOBS = {
         "prepare": 1,
         "select": 1,
         "split": 3,
+        "audit": 1,
         "extract": 1,
         "finetune": 6,
         "score": 15,
-        "filters": 1,
+        "filters": 2,
     },
 }
 

@@ -2,9 +2,13 @@
 
 Similarity: the Fréchet distance between the source network's features of source images and
 of target images (the feature layer of `extract`), as in FID; smaller means the target looks
-more like the source to that network. Gains are the mean AUC over seeds minus No transfer's,
-for FT and FE. The rank (Spearman) correlation over (source, target) pairs says whether
-closer sources help more; with few pairs it is a hint, not a test.
+more like the source to that network. Both sides are seeded, class-stratified random samples
+of the same size (the distance depends on the sample size and on which classes are in it),
+projected on their pooled principal components, fewer than half the sample size (a 4096-d
+covariance from 1,000 images is singular). Gains are the mean AUC over seeds minus No
+transfer's, for FT and FE. The rank (Spearman) correlation over (source, target) pairs, pooled
+and within each source, says whether closer sources help more; with few pairs it is a hint,
+not a test.
 """
 
 from __future__ import annotations
@@ -21,6 +25,48 @@ from .io import atomic_path, read_json
 from .reporting import write_csv
 
 IMAGENET_IMAGES_PER_CLASS = 1_281_167 / 1000  # ILSVRC-2012 train set
+SOURCE_SAMPLE = 1000  # source images whose features pretrain keeps for the similarity
+MAX_COMPONENTS = 64
+PAIR_KEYS = (
+    "source", "target", "source_features", "source_info", "target_features", "target_meta"
+)  # fmt: skip
+
+
+def stratified_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted positions of a random sample of `n` (at most all) with each class in proportion
+    (largest remainders), the same for the same seed."""
+    labels = np.asarray(labels)
+    n = min(n, len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * n / len(labels)
+    take = np.floor(exact).astype(int)
+    for k in np.argsort(-(exact - take), kind="stable")[: n - take.sum()]:
+        take[k] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [
+        rng.permutation(np.flatnonzero(labels == c))[:t] for c, t in zip(classes, take, strict=True)
+    ]
+    return np.sort(np.concatenate(chosen)) if chosen else np.empty(0, int)
+
+
+def sample_distance(
+    source: np.ndarray,
+    source_labels: np.ndarray,
+    target: np.ndarray,
+    target_labels: np.ndarray,
+    seed: int = 0,
+) -> tuple[float, int, int]:
+    """Fréchet distance of equal-size stratified samples of both sides on their pooled
+    principal components; returns (distance, sample size, components)."""
+    n = min(len(source), len(target), SOURCE_SAMPLE)
+    a = np.asarray(source[stratified_sample(source_labels, n, seed)], np.float64)
+    b = np.asarray(target[stratified_sample(target_labels, n, seed)], np.float64)
+    pooled = np.concatenate([a, b])
+    centre = pooled.mean(axis=0)
+    components = max(1, min(MAX_COMPONENTS, pooled.shape[1], n // 2 - 1))
+    _, _, vt = np.linalg.svd(pooled - centre, full_matrices=False)
+    basis = vt[:components].T
+    return frechet_distance((a - centre) @ basis, (b - centre) @ basis), n, components
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
@@ -91,19 +137,23 @@ def _scatter(
     plt.close(fig)
 
 
-def similarity_table(
-    pairs: list[dict[str, str]], gain_table: pd.DataFrame, max_images: int = 1000
-) -> pd.DataFrame:
-    """pairs: source, target, source_features, target_features (paths of .npy files)."""
+def similarity_table(pairs: list[dict[str, str]], gain_table: pd.DataFrame) -> pd.DataFrame:
+    """pairs: source, target and the paths of PAIR_KEYS (features .npy, source.json, meta)."""
     rows = []
     for pair in pairs:
-        source_features = np.load(pair["source_features"], mmap_mode="r")[:max_images]
-        target_features = np.load(pair["target_features"], mmap_mode="r")[:max_images]
+        distance, n, components = sample_distance(
+            np.load(pair["source_features"], mmap_mode="r"),
+            np.asarray(read_json(pair["source_info"])["feature_sample_labels"]),
+            np.load(pair["target_features"], mmap_mode="r"),
+            np.asarray(read_json(pair["target_meta"])["labels"]),
+        )
         rows.append(
             {
                 "source": pair["source"],
                 "target": pair["target"],
-                "frechet_distance": frechet_distance(source_features, target_features),
+                "frechet_distance": distance,
+                "sample_size": n,
+                "components": components,
             }
         )
     table = pd.DataFrame(rows)
@@ -161,24 +211,36 @@ def write_analysis(
         outputs["data_png"],
         log_x=True,
     )
+    write_csv(correlation_table(similarity, per_class), outputs["correlations"])
+
+
+def correlation_table(similarity: pd.DataFrame, per_class: pd.DataFrame) -> pd.DataFrame:
+    """Spearman correlations of both analyses, pooled over all points and, for similarity,
+    within each source (does a source help the targets that look like it more?)."""
+    scopes = [("similarity", "pooled", similarity, "frechet_distance")]
+    scopes += [
+        ("similarity", f"within {source}", part, "frechet_distance")
+        for source, part in similarity.groupby("source")
+    ]
+    scopes.append(("data_per_class", "pooled", per_class, "train_images_per_class"))
     rows = []
-    for name, frame, x in (
-        ("similarity", similarity, "frechet_distance"),
-        ("data_per_class", per_class, "train_images_per_class"),
-    ):
+    for name, scope, frame, x in scopes:
         for kind in ("ft_gain", "fe_gain"):
             rho, p = rank_correlation(frame[x], frame[kind])
+            n_points = int((frame[x].notna() & frame[kind].notna()).sum())
             rows.append(
                 {
                     "analysis": name,
+                    "scope": scope,
                     "x": x,
                     "gain": kind,
                     "spearman_rho": rho,
                     "p_value": p,
-                    "n_points": int((frame[x].notna() & frame[kind].notna()).sum()),
+                    "n_points": n_points,
+                    "note": "" if n_points >= 3 else "fewer than 3 points: no correlation",
                 }
             )
-    write_csv(pd.DataFrame(rows), outputs["correlations"])
+    return pd.DataFrame(rows)
 
 
 def learning_curve_table(run_files: list[str]) -> pd.DataFrame:

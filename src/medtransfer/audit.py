@@ -131,20 +131,21 @@ def _chunks(n_chunks: int) -> list[tuple[int, int]]:
     return [(int(lo), int(hi - lo)) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
 
 
-def _pairs_within_buckets(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All (i, j), i < j, of positions whose keys are equal; only equal keys are paired."""
+def _bucket_pair_blocks(keys: np.ndarray, block: int = 2_000_000):
+    """Yield (i, j) arrays, i < j, of all positions whose keys are equal, a bounded block of
+    pairs at a time (a crowded bucket of similar-looking X-rays must not fill the memory)."""
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
     sizes = np.diff(np.r_[starts, len(keys)])
-    firsts, seconds = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for size in np.unique(sizes[sizes > 1]):
-        bucket_starts = starts[sizes == size]
         ii, jj = np.triu_indices(int(size), k=1)
-        firsts.append(order[(bucket_starts[:, None] + ii).ravel()])
-        seconds.append(order[(bucket_starts[:, None] + jj).ravel()])
-    a, b = np.concatenate(firsts), np.concatenate(seconds)
-    return np.minimum(a, b), np.maximum(a, b)
+        bucket_starts = starts[sizes == size]
+        step = max(1, block // len(ii))
+        for first in range(0, len(bucket_starts), step):
+            chunk = bucket_starts[first : first + step, None]
+            a, b = order[(chunk + ii).ravel()], order[(chunk + jj).ravel()]
+            yield np.minimum(a, b), np.maximum(a, b)
 
 
 def _unique_pairs(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -153,17 +154,23 @@ def _unique_pairs(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, np.
 
 
 def _exact_pairs(exact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return _pairs_within_buckets(exact)
+    blocks = list(_bucket_pair_blocks(exact))
+    if not blocks:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate([a for a, _ in blocks]), np.concatenate([b for _, b in blocks])
 
 
 def _near_candidates(hashes: np.ndarray, near_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs whose hashes differ in at most `near_bits` bits: those sharing a chunk value,
+    kept only where the whole hashes are that close."""
     n = len(hashes)
-    firsts, seconds = [], []
+    firsts, seconds = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for shift, width in _chunks(near_bits + 1):
         keys = (hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)
-        a, b = _pairs_within_buckets(keys)
-        firsts.append(a)
-        seconds.append(b)
+        for a, b in _bucket_pair_blocks(keys):
+            close = np.bitwise_count(hashes[a] ^ hashes[b]) <= near_bits
+            firsts.append(a[close])
+            seconds.append(b[close])
     return _unique_pairs(np.concatenate(firsts), np.concatenate(seconds), n)
 
 

@@ -175,10 +175,9 @@ def predict_in_chunks(
 
 
 def sample_features(
-    model: keras.Model, images: np.ndarray, requested: str, limit: int = 1000
+    model: keras.Model, images: np.ndarray, requested: str, rows: np.ndarray
 ) -> np.ndarray:
-    """Features of up to `limit` evenly spaced images (source-target similarity needs a
-    sample of the source's images, not all of them)."""
-    rows = np.unique(np.linspace(0, len(images) - 1, min(limit, len(images))).astype(int))
+    """Features of the chosen images (source-target similarity needs a sample of the
+    source's images, not all of them)."""
     layer = feature_layer_name(model, requested)
-    return predict_in_chunks(feature_model(model, layer), images, rows=rows)
+    return predict_in_chunks(feature_model(model, layer), images, rows=np.asarray(rows))

@@ -338,10 +338,14 @@ def write_figure3(
 
 
 def structural_table(
-    config: dict[str, Any], scores: list[dict[str, Any]], summary: pd.DataFrame
+    config: dict[str, Any],
+    scores: list[dict[str, Any]],
+    summary: pd.DataFrame,
+    null: dict[str, Any],
 ) -> pd.DataFrame:
-    """Structural-filter % per source beside its mean FT gain over No transfer (per target,
-    then averaged over the targets where both exist)."""
+    """Structural-filter % per source beside the same measure on the untrained network (the
+    null: gradient ascent alone draws smooth patterns that score as structure) and its mean
+    FT gain over No transfer (per target, then averaged over the targets where both exist)."""
     ft = config["report"]["ft_method"]
     baseline = summary[(summary.source == NO_SOURCE) & (summary.method == ft)]
     baseline = baseline.set_index("target")["mean"]
@@ -357,6 +361,8 @@ def structural_table(
             {
                 "source": entry["source"],
                 "structural_percent": entry["structural_percent"],
+                "untrained_percent": null["structural_percent"],
+                "above_untrained": entry["structural_percent"] - null["structural_percent"],
                 "mean_ft_gain": float(np.mean(gains)) if gains else np.nan,
                 "n_targets": len(gains),
             }

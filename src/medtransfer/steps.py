@@ -236,11 +236,14 @@ def learning_curve(smk: Any) -> None:
 
 
 def pretrain(smk: Any) -> None:
+    import numpy as np
+
     with job_logging(smk) as log:
         p = smk.params
         from . import runtime
 
         runtime.configure(smk.threads, p.seed, p.training["mixed_precision"])
+        from .analysis import SOURCE_SAMPLE, stratified_sample
         from .data import load_prepared
         from .io import read_json, save_npy, write_json, write_text
         from .models import build_vgg16, sample_features
@@ -262,7 +265,8 @@ def pretrain(smk: Any) -> None:
             state.best_epoch,
         )
         _save_model(model, smk.output.model)
-        features = sample_features(model, images, p.training["feature_layer"])
+        sample = stratified_sample(np.asarray(meta["labels"]), SOURCE_SAMPLE, p.seed)
+        features = sample_features(model, images, p.training["feature_layer"], sample)
         save_npy(smk.output.features, features)
         write_text(smk.output.history, history_csv(state))
         write_json(
@@ -279,6 +283,7 @@ def pretrain(smk: Any) -> None:
                 "best_epoch": state.best_epoch,
                 "stopped_early": state.stopped_early,
                 "train_seconds": round(state.train_seconds, 2),
+                "feature_sample_labels": np.asarray(meta["labels"])[sample].tolist(),
                 "versions": runtime.versions(),
             },
         )
@@ -286,13 +291,10 @@ def pretrain(smk: Any) -> None:
 
 
 def analyse(smk: Any) -> None:
-    from .analysis import write_analysis
+    from .analysis import PAIR_KEYS, write_analysis
 
     with job_logging(smk):
-        pairs = [
-            dict(zip(("source", "target", "source_features", "target_features"), quad, strict=True))
-            for quad in smk.params.pairs
-        ]
+        pairs = [dict(zip(PAIR_KEYS, quad, strict=True)) for quad in smk.params.pairs]
         write_analysis(
             smk.config, smk.input.table, pairs, smk.params.source_infos, dict(smk.output.items())
         )
@@ -577,7 +579,9 @@ def structural(smk: Any) -> None:
 
     with job_logging(smk):
         scores = [read_json(path) for path in smk.input.scores]
-        table = structural_table(smk.config, scores, pd.read_csv(smk.input.table))
+        table = structural_table(
+            smk.config, scores, pd.read_csv(smk.input.table), read_json(smk.input.null)
+        )
         with atomic_path(smk.output[0]) as tmp:
             table.to_csv(tmp, index=False, float_format="%.4f")
 

@@ -8,8 +8,8 @@ rule audit:
         meta=TASK_META.format(task="{task}", size=SIZE),
         fingerprints=lambda w: get_task_fingerprints(w.task),
     output:
-        pairs=AUDIT + "pairs.csv",
-        summary=AUDIT + "summary.json",
+        pairs=f"{AUDIT}pairs.csv",
+        summary=f"{AUDIT}summary.json",
     log:
         logfile("audit", "{task}"),
     benchmark:
@@ -31,8 +31,8 @@ rule audit_overlap:
         target_meta=TASK_META.format(task="{target}", size=SIZE),
         target_fingerprints=lambda w: get_task_fingerprints(w.target),
     output:
-        pairs=OVERLAP + ".csv",
-        summary=OVERLAP + ".json",
+        pairs=f"{OVERLAP}.csv",
+        summary=f"{OVERLAP}.json",
     log:
         logfile("audit_overlap", "{trained}_{target}"),
     benchmark:

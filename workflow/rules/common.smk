@@ -174,7 +174,7 @@ def overlap_pairs():
 
 def get_audit_report_inputs(wildcards):
     return {
-        "tasks": expand(AUDIT + "summary.json", task=AUDITED_TASKS),
+        "tasks": expand(f"{AUDIT}summary.json", task=AUDITED_TASKS),
         "overlaps": [
             OVERLAP.format(trained=s, target=t) + ".json" for s, t in overlap_pairs()
         ],
@@ -223,13 +223,16 @@ def get_finetune_histories(wildcards):
 
 
 def similarity_pairs():
-    """(source, target, source features, target features) of every trained source."""
+    """(source, target, source features, source info, target features, target meta) of
+    every trained source and target of other data."""
     return [
         (
             source,
             target,
             f"results/models/{source}/features.npy",
+            f"results/models/{source}/source.json",
             FEATURES.format(target=target, source=source),
+            TASK_META.format(task=target, size=SIZE),
         )
         for source in SOURCES
         if source in TRAINED_SOURCES
@@ -286,13 +289,18 @@ def get_final_outputs():
     ]
 
 
+# Every source network, and the untrained one ('none'): the null of the structural measure.
 FILTER_SOURCES = [s for s in SOURCES if s != mtc.NO_SOURCE]
+NULL_FILTERS = "results/filters/none/structural.json"
 FILTER_LAYERS = config["report"]["filter_layers"]
 
 
 def get_filter_grids():
     return [
-        *expand("results/filters/{source}/kernels.png", source=FILTER_SOURCES),
+        *expand(
+            "results/filters/{source}/kernels.png",
+            source=[*FILTER_SOURCES, mtc.NO_SOURCE] if FILTER_SOURCES else [],
+        ),
         *(["results/filters/structural.csv"] if FILTER_SOURCES else []),
     ]
 

@@ -41,7 +41,7 @@ rule split:
     duplicates) in one split; the leakage that remains is counted and, by default, an error."""
     input:
         meta=TASK_META.format(task="{task}", size=SIZE),
-        pairs=AUDIT + "pairs.csv",
+        pairs=f"{AUDIT}pairs.csv",
     output:
         SPLIT,
     log:

@@ -85,9 +85,11 @@ rule filters:
 
 
 rule structural:
-    """Structural-filter percentage per source against its mean fine-tuning gain."""
+    """Structural-filter percentage per source, against the untrained network's and against
+    its mean fine-tuning gain."""
     input:
         scores=expand("results/filters/{source}/structural.json", source=FILTER_SOURCES),
+        null=NULL_FILTERS,
         table="results/table2.csv",
     output:
         report(
@@ -146,7 +148,7 @@ rule analyse:
     """Source-target similarity and source images per class against the transfer gain."""
     input:
         table="results/table2.csv",
-        features=[f for pair in similarity_pairs() for f in pair[2:]],
+        features=sorted({f for pair in similarity_pairs() for f in pair[2:]}),
         infos=[path for path in source_infos().values() if path],
     output:
         similarity_csv="results/analysis/similarity.csv",
