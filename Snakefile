@@ -17,7 +17,9 @@ from snakemake.utils import min_version, update_config
 
 min_version("9.0")
 
-sys.path.insert(0, f"{workflow.basedir}/src")
+# This checkout's package, also where another checkout is installed (see _checkout.py).
+sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
+import _checkout
 from medtransfer.config import load_config
 
 # config.yaml is the demo grid; a --configfile (e.g. config/fok2019.yaml) replaces it whole

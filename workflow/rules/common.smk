@@ -1,13 +1,9 @@
 # Config validation, wildcard constraints, path patterns and input functions (get_*).
-import os
-import sys
 
 from snakemake.utils import validate
 
-# The package is imported from this checkout, also where it is not installed (conda envs
-# that hold only its dependencies); the rule scripts do the same through _checkout.py.
-sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-
+# The package is imported from this checkout (the Snakefile imported _checkout), also where
+# it is not installed (conda envs that hold only its dependencies) or another one is.
 from medtransfer import config as mtc
 from medtransfer import imagenet
 

@@ -1,9 +1,30 @@
-"""Lets the rule scripts import medtransfer from this checkout even where it is not installed
-(a conda env that holds only its dependencies). Snakemake puts this folder on sys.path."""
+"""Makes `import medtransfer` mean this checkout's src/medtransfer, wherever the workflow runs.
 
+Putting src/ first on sys.path is not enough: an editable install of another checkout (pip
+install -e) adds an import hook that is asked before sys.path is searched, so a second clone
+would silently run the first clone's code. A finder of our own, first in line, answers for
+the package and its modules. Snakemake puts this folder on sys.path for the rule scripts;
+the Snakefile imports this module too.
+"""
+
+import importlib.abc
+import importlib.machinery
 import sys
 from pathlib import Path
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
-if SRC not in sys.path:
-    sys.path.insert(0, SRC)
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+class ThisCheckout(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "medtransfer":
+            return importlib.machinery.PathFinder.find_spec(fullname, [str(SRC)])
+        if fullname.startswith("medtransfer."):
+            return importlib.machinery.PathFinder.find_spec(fullname, path)
+        return None
+
+
+if not any(isinstance(finder, ThisCheckout) for finder in sys.meta_path):
+    sys.meta_path.insert(0, ThisCheckout())
+if str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))
