@@ -1,4 +1,4 @@
-"""Side-by-side benchmarks of medtransfer's inner loops against the seed's way of working.
+"""Side-by-side benchmarks of medtransfer's inner loops against the original study's way of working.
 
 Each comparison runs ours and the baseline in this one process on the same data and prints
 a table (ours, baseline, ratio, goal). Real images come from the shared sample data; the
@@ -56,13 +56,13 @@ def bench_scoring(n_train: int, n_test: int, dims: int, classes: int) -> dict:
     def ours():
         return all_metrics(yte, fit_and_score("svm", xtr, ytr, xte, classes, 0), names)
 
-    def seed_way():
+    def original_way():
         model = OneVsRestClassifier(SVC(kernel="linear", probability=True, random_state=0))
         model.fit(xtr, ytr)
         return all_metrics(yte, model.predict_proba(xte), names)
 
     t_ours, m_ours = best_of(1, ours)
-    t_base, m_base = best_of(1, seed_way)
+    t_base, m_base = best_of(1, original_way)
     return {
         "comparison": f"score: {n_train}x{dims} features, {classes} classes (s)",
         "ours": t_ours,
@@ -101,7 +101,7 @@ def bench_prepare(data: Path, n_per_class: int, size: int) -> dict:
     chosen = select_task_items(dataset, task, "catdog")
     files = [dataset.items[i].ref for i in chosen.indices]
 
-    def seed_way():
+    def original_way():
         out = np.empty((len(files), size, size, 3), np.uint8)
         for k, path in enumerate(files):
             with Image.open(path) as image:
@@ -114,7 +114,7 @@ def bench_prepare(data: Path, n_per_class: int, size: int) -> dict:
             return prepare_one_task(tmp, "catdog", task, spec, data, size, os.cpu_count() or 2)
 
         t_ours, _ = best_of(2, ours)
-    t_base, _ = best_of(2, seed_way)
+    t_base, _ = best_of(2, original_way)
     n = len(files)
     return {
         "comparison": f"prepare: {n} Cats vs Dogs JPEGs -> {size} px (img/s)",

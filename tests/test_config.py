@@ -14,10 +14,12 @@ from medtransfer.config import (
 
 from .conftest import REPO, snakemake, write_config
 
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
 
 def small_config():
     config = yaml.safe_load((REPO / "tests" / "configs" / "small.yaml").read_text())
-    validate_schema(config)
+    validate_schema(config, SCHEMA)
     return config
 
 
@@ -47,14 +49,14 @@ def test_schema_rejects_a_misspelled_key():
     config = small_config()
     config["image_sise"] = 32
     with pytest.raises(ConfigError, match="image_sise"):
-        validate_schema(config)
+        validate_schema(config, SCHEMA)
 
 
 def test_schema_rejects_a_misspelled_nested_key():
     config = small_config()
     config["finetune"]["epocs"] = 3
     with pytest.raises(ConfigError, match="epocs"):
-        validate_schema(config)
+        validate_schema(config, SCHEMA)
 
 
 def test_unknown_task_and_dataset_are_named():
@@ -82,7 +84,7 @@ def test_image_size_below_32_is_refused_by_the_schema():
     config = small_config()
     config["image_size"] = 16
     with pytest.raises(ConfigError, match="16"):
-        validate_schema(config)
+        validate_schema(config, SCHEMA)
 
 
 def test_config_file_that_is_not_yaml(tmp_path):

@@ -11,7 +11,6 @@ from typing import Any
 
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 NO_SOURCE = "none"
 IMAGENET = "imagenet"
 SPECIAL_SOURCES = (NO_SOURCE, IMAGENET)
@@ -73,8 +72,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def validate_schema(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> None:
-    """JSON-schema validation that fills defaults, as snakemake.utils.validate does."""
+def validate_schema(config: dict[str, Any], schema_path: str | Path) -> None:
+    """JSON-schema validation that fills defaults, as snakemake.utils.validate does (the
+    workflow's schema is workflow/schemas/config.schema.yaml)."""
     from snakemake.utils import validate
 
     try:
