@@ -12,6 +12,10 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# Test this checkout's package, also where another clone is the installed one.
+sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+import _checkout  # noqa: E402, F401
+
 SHARED_DATA = Path(os.environ.get("MEDTRANSFER_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
@@ -65,7 +69,7 @@ def snakemake(
 
 @pytest.fixture(scope="session")
 def small_grid(tmp_path_factory, shared_data) -> Path:
-    """The grid of issue 3 (sources none + natural, targets ISIC + blood, FE and FT + SVM,
+    """The small grid (sources none + natural, targets ISIC + blood, FE and FT + SVM,
     2 seeds, 32 px, width 0.25, 2 epochs), run once for every test that reads its outputs."""
     workdir = tmp_path_factory.mktemp("small_grid")
     config = write_config(workdir / "config.yaml", shared_data)

@@ -94,3 +94,15 @@ def test_balanced_class_weights_lift_the_minority_class():
         plain = fit_and_score(name, x, y, x, 2, seed=0, class_weights=False).argmax(1)
         balanced = fit_and_score(name, x, y, x, 2, seed=0, class_weights=True).argmax(1)
         assert (balanced == 1).sum() > (plain == 1).sum(), name
+
+
+def test_flat_pixels_are_the_images_scaled_to_one_row_each():
+    from medtransfer.classifiers import FlatPixels
+
+    images = np.arange(4 * 2 * 2 * 3, dtype=np.uint8).reshape(4, 2, 2, 3)
+    rows = FlatPixels(images)[np.array([3, 1])]
+    assert rows.shape == (2, 12) and rows.dtype == np.float32
+    np.testing.assert_allclose(rows[0], images[3].ravel() / 255.0)
+    scores = fit_and_score("dt", FlatPixels(images)[[0, 1, 2, 3]], np.array([0, 0, 1, 1]),
+                           FlatPixels(images)[[3]], 2, seed=0)  # fmt: skip
+    assert scores.shape == (1, 2) and scores[0].argmax() == 1

@@ -13,7 +13,9 @@ from medtransfer.models import (  # noqa: E402
     build_vgg16,
     feature_layer_name,
     load_source,
+    save_model,
     set_trainable,
+    source_network,
     with_new_head,
 )
 from medtransfer.training import TrainingDiverged, train  # noqa: E402
@@ -106,6 +108,23 @@ def test_source_with_other_input_size_is_refused(tmp_path):
     build_vgg16(64, 2, width=0.125).save(path)
     with pytest.raises(ConfigError, match=r"takes 64 px images but image_size is 32"):
         load_source(path, 32)
+
+
+def test_each_source_provides_its_network(tmp_path):
+    first = source_network("none", None, 32, 0.125, seed=3)
+    again = source_network("none", None, 32, 0.125, seed=3)
+    other = source_network("none", None, 32, 0.125, seed=4)
+    kernel = first.get_layer("block1_conv1").get_weights()[0]
+    np.testing.assert_array_equal(kernel, again.get_layer("block1_conv1").get_weights()[0])
+    assert not np.array_equal(kernel, other.get_layer("block1_conv1").get_weights()[0])
+    trained = build_vgg16(32, 3, width=0.125)
+    compiled = keras.Model(trained.inputs, trained.outputs)
+    compiled.compile(optimizer="sgd", loss="categorical_crossentropy")
+    save_model(compiled, tmp_path / "source.keras")
+    loaded = source_network("natural", tmp_path / "source.keras", 32, 0.125, seed=0)
+    assert loaded.output_shape == (None, 3) and getattr(loaded, "optimizer", None) is None
+    with pytest.raises(ConfigError, match="source 'imagenet' needs its weights"):
+        source_network("imagenet", None, 32, 1.0, seed=0)
 
 
 def test_feature_layer_must_exist():

@@ -1,10 +1,10 @@
 """The statistics behind Table II's marks, on small hand-made runs (no Snakemake)."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from medtransfer.reporting import layout, summarise
+from medtransfer.runs import Run, group_runs, runs_frame
 from medtransfer.stats import (
     benjamini_hochberg,
     comparisons,
@@ -35,15 +35,26 @@ def scores_with_auc(target: float, noise: np.ndarray) -> np.ndarray:
 def run(method, seed, auc_value, source="natural"):
     noise = np.random.default_rng([seed, hash(method) % 1000]).normal(size=len(LABELS))
     margin = scores_with_auc(auc_value, noise)
-    return {
-        "target": "isic",
-        "source": source,
-        "method": method,
-        "seed": seed,
-        "auc_macro": auc(margin),
-        "test_labels": LABELS,
-        "test_scores": np.column_stack([-margin, margin]).tolist(),
-    }
+    return Run(
+        target="isic",
+        source=source,
+        method=method,
+        seed=seed,
+        classes=["benign", "malignant"],
+        auc_macro=auc(margin),
+        auc_per_class={},
+        accuracy=0.0,
+        kappa=None,
+        kappa_quadratic=None,
+        f1_per_class={},
+        f1_micro=0.0,
+        f1_macro=0.0,
+        confusion_matrix=[],
+        sizes={"test": len(LABELS)},
+        test_labels=LABELS,
+        test_scores=np.column_stack([-margin, margin]).tolist(),
+        file=f"{source}/{method}/seed{seed}.json",
+    )
 
 
 def grid(differences, base=0.70):
@@ -65,10 +76,7 @@ def test_three_seeds_that_disagree_get_no_mark():
 
 
 def table_of(runs_by_method):
-    runs = {}
-    for r in (r for group in runs_by_method for r in group):
-        runs.setdefault((r["target"], r["source"], r["method"]), []).append(r)
-    return runs
+    return group_runs([r for group in runs_by_method for r in group])
 
 
 def test_clearly_better_and_clearly_worse_get_signed_marks():
@@ -86,14 +94,8 @@ def test_clearly_better_and_clearly_worse_get_signed_marks():
         "tasks": {"isic": {"dataset": "isic"}},
         "report": {"fe_method": "fe-svm", "ft_method": "ft-svm", "groups": {}},
     }
-    runs = pd.DataFrame(
-        [
-            {**{k: r[k] for k in ("target", "source", "method", "seed")}, "auc": r["auc_macro"],
-             "file": f"{r['source']}{r['seed']}"}
-            for r in better + worse + noisy + baseline
-        ]
-    )  # fmt: skip
-    table = layout(config, summarise(runs), ["none", "natural", "catdog", "chest"], stats)
+    summary = summarise(runs_frame(better + worse + noisy + baseline))
+    table = layout(config, summary, ["none", "natural", "catdog", "chest"], stats)
     row = table.iloc[0]
     assert row["natural FT"].endswith(" ↑") and row["catdog FT"].endswith(" ↓")
     assert not row["chest FT"].endswith(("↑", "↓"))

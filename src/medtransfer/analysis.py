@@ -23,6 +23,7 @@ from scipy.stats import spearmanr
 from .config import NO_SOURCE
 from .io import atomic_path, read_json
 from .reporting import write_csv
+from .runs import no_transfer_means, read_runs, runs_frame
 
 IMAGENET_IMAGES_PER_CLASS = 1_281_167 / 1000  # ILSVRC-2012 train set
 SOURCE_SAMPLE = 1000  # source images whose features pretrain keeps for the similarity
@@ -81,8 +82,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
 
 def gains(summary: pd.DataFrame, fe: str, ft: str) -> pd.DataFrame:
     """Mean AUC minus No transfer's (source none with the FT method), per (target, source)."""
-    baseline = summary[(summary.source == NO_SOURCE) & (summary.method == ft)]
-    baseline = baseline.set_index("target")["mean"]
+    baseline = no_transfer_means(summary, ft)
     rows = []
     for (target, source), part in summary.groupby(["target", "source"]):
         if source == NO_SOURCE or target not in baseline.index:
@@ -183,14 +183,15 @@ def data_per_class_table(
 
 
 def write_analysis(
-    config: dict[str, Any],
+    fe_method: str,
+    ft_method: str,
     table_csv: str,
     pairs: list[dict[str, str]],
     source_info_files: dict[str, str | None],
     outputs: dict[str, str],
 ) -> None:
     summary = pd.read_csv(table_csv)
-    gain_table = gains(summary, config["report"]["fe_method"], config["report"]["ft_method"])
+    gain_table = gains(summary, fe_method, ft_method)
     similarity = similarity_table(pairs, gain_table)
     write_csv(similarity, outputs["similarity_csv"])
     _scatter(
@@ -244,21 +245,7 @@ def correlation_table(similarity: pd.DataFrame, per_class: pd.DataFrame) -> pd.D
 
 
 def learning_curve_table(run_files: list[str]) -> pd.DataFrame:
-    rows = []
-    for path in run_files:
-        run = read_json(path)
-        rows.append(
-            {
-                "target": run["target"],
-                "source": run["source"],
-                "method": run["method"],
-                "fraction": run.get("train_fraction", 1.0),
-                "seed": run["seed"],
-                "n_train": run["sizes"]["train"],
-                "auc": run["auc_macro"],
-            }
-        )
-    frame = pd.DataFrame(rows)
+    frame = runs_frame(read_runs(run_files))
     keys = ["target", "source", "method", "fraction"]
     return (
         frame.groupby(keys)

@@ -463,3 +463,31 @@ def audit_report(
             }
         )
     return tasks, pairs, pd.DataFrame(rows)
+
+
+def write_audit_report(
+    task_files: list[str], overlap_files: list[str], split_files: list[str], outputs: dict
+) -> None:
+    """results/audit/: tasks.csv, overlap.csv, splits.csv and summary.md (all three)."""
+    from .io import read_json, write_text
+    from .reporting import to_markdown, write_csv
+
+    tasks, overlaps, splits = audit_report(
+        [read_json(f) for f in task_files],
+        [read_json(f) for f in overlap_files],
+        [read_json(f) for f in split_files],
+    )
+    write_csv(tasks, outputs["tasks"])
+    write_csv(overlaps, outputs["overlaps"])
+    write_csv(splits, outputs["splits"])
+    sections = [
+        ("Duplicates within each task", tasks),
+        ("Source images that reappear in a target task", overlaps),
+        ("Leakage across the splits of each seed", splits),
+    ]
+    write_text(
+        outputs["md"],
+        "\n".join(
+            f"## {title}\n\n{to_markdown(t) if len(t) else '(none)'}\n" for title, t in sections
+        ),
+    )

@@ -20,11 +20,11 @@ from sklearn.utils.class_weight import compute_sample_weight
 def make_classifier(
     name: str, seed: int, svm_c: float = 1.0, threads: int = 1, class_weights: bool = True
 ) -> ClassifierMixin:
-    """The SVM is the seed's SVC(kernel='linear', probability=True) objective solved by
+    """The SVM is the original study's SVC(kernel='linear', probability=True) objective solved by
     liblinear: hinge loss on the raw features (no scaling, as the paper), an intercept that is
     all but unpenalised (intercept_scaling), one-vs-rest margins instead of Platt-scaled
     probabilities (monotone per class, so the same AUC) - without the Platt cross-validation
-    and libsvm's kernel solver that make the seed's way ~60x slower (see benchmarks/).
+    and libsvm's kernel solver that make the original way ~60x slower (see benchmarks/).
 
     The MLPs take no class_weight; `fit_and_score` gives them the same weights per sample."""
     weight = "balanced" if class_weights else None
@@ -55,6 +55,21 @@ def make_classifier(
             n_estimators=200, random_state=seed, n_jobs=threads, class_weight=weight
         )
     raise ValueError(f"unknown classifier {name!r}")
+
+
+class FlatPixels:
+    """Rows of a (memory-mapped) image array as flat float vectors in [0, 1], read only when
+    indexed: the pixel baselines' features, without a copy of the whole array."""
+
+    def __init__(self, images: np.ndarray):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, rows: object) -> np.ndarray:
+        block = np.asarray(self.images[rows], dtype=np.float32) / 255.0
+        return block.reshape(len(block), -1)
 
 
 def class_scores(model: ClassifierMixin, x: np.ndarray, n_classes: int) -> np.ndarray:

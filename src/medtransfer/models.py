@@ -106,6 +106,32 @@ def load_source(path: str | Path, image_size: int) -> keras.Model:
     return model
 
 
+def source_network(
+    source: str, path: str | Path | None, image_size: int, width: float, seed: int
+) -> keras.Model:
+    """The network a source provides: VGG16 at random init ('none', seeded), Keras' ImageNet
+    weights ('imagenet'), or a network trained by `pretrain` (any task name)."""
+    from .config import IMAGENET, NO_SOURCE
+
+    if source == NO_SOURCE:
+        keras.utils.set_random_seed(seed)
+        return build_vgg16(image_size, 2, width)
+    if path is None:
+        raise ConfigError(f"source {source!r} needs its weights or model file")
+    if source == IMAGENET:
+        return imagenet_vgg16(path, image_size)
+    return load_source(path, image_size)
+
+
+def save_model(model: keras.Model, path: str | Path) -> None:
+    """Save without optimizer state (a fresh functional model over the same layers),
+    atomically."""
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
+
+
 def feature_layer_name(model: keras.Model, requested: str) -> str:
     names = [layer.name for layer in model.layers]
     if requested in names:

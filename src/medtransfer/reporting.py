@@ -12,28 +12,10 @@ import numpy as np
 import pandas as pd
 
 from .config import IMAGENET, NO_SOURCE, same_data
-from .io import atomic_path, read_json, write_text
+from .io import atomic_path, write_text
+from .runs import Run, group_runs, no_transfer_means, read_runs, runs_frame
 
 SOURCE_LABELS = {NO_SOURCE: "No transfer", IMAGENET: "ImageNet"}
-
-
-def collect_runs(paths: list[str]) -> pd.DataFrame:
-    rows = []
-    for path in paths:
-        run = read_json(path)
-        rows.append(
-            {
-                "target": run["target"],
-                "source": run["source"],
-                "method": run["method"],
-                "seed": run["seed"],
-                "auc": run["auc_macro"],
-                "accuracy": run["accuracy"],
-                "f1_macro": run["f1_macro"],
-                "file": path,
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
@@ -218,15 +200,14 @@ def marks_footnote(stats: pd.DataFrame, report: dict[str, Any]) -> str:
     )
 
 
-def overlap_footnote(run_files: list[str]) -> str:
+def overlap_footnote(runs: list[Run]) -> str:
     """Source-target overlap the audit found in the test sets of the table's runs."""
     found: dict[tuple[str, str], list[int]] = {}
-    for path in run_files:
-        run = read_json(path)
-        copies = run.get("leakage", {}).get("source_target", {})
+    for run in runs:
+        copies = run.leakage.get("source_target", {})
         n = (copies.get("exact") or 0) + (copies.get("near") or 0)
         if n:
-            found.setdefault((run["target"], run["source"]), []).append(n)
+            found.setdefault((run.target, run.source), []).append(n)
     if not found:
         return ""
     parts = [
@@ -240,19 +221,20 @@ def write_table2(
     config: dict[str, Any], run_files: list[str], sources: list[str], paths: dict[str, str]
 ) -> pd.DataFrame:
     """Table II in three formats plus the statistics behind its marks."""
-    from .stats import comparisons, load_runs, run_intervals
+    from .stats import comparisons, run_intervals
 
     report = config["report"]
-    summary = summarise(collect_runs(run_files))
-    runs = load_runs(run_files)
+    runs = read_runs(run_files)
+    summary = summarise(runs_frame(runs))
+    grouped = group_runs(runs)
     stats = comparisons(
-        runs, report["fe_method"], report["ft_method"], report["alpha"], report["correction"]
+        grouped, report["fe_method"], report["ft_method"], report["alpha"], report["correction"]
     )
     write_csv(summary, paths["csv"])
     write_csv(stats, paths["stats"])
-    write_csv(run_intervals(runs), paths["stats_runs"])
+    write_csv(run_intervals(grouped), paths["stats_runs"])
     table = layout(config, summary, sources, stats)
-    notes = [marks_footnote(stats, report), overlap_footnote(run_files)]
+    notes = [marks_footnote(stats, report), overlap_footnote(runs)]
     notes = [n for n in notes if n]
     write_text(paths["md"], to_markdown(table) + "".join(f"\n{n}\n" for n in notes))
     caption = "Macro one-vs-rest ROC AUC (mean ± maximum deviation over seeds). " + " ".join(notes)
@@ -264,8 +246,7 @@ def figure3_data(config: dict[str, Any], summary: pd.DataFrame, sources: list[st
     """Per source and method: mean AUC over targets, the std of the targets' means, and No
     transfer's mean over the same targets (sources skip targets of their own data)."""
     fe, ft = config["report"]["fe_method"], config["report"]["ft_method"]
-    baseline = summary[(summary.source == NO_SOURCE) & (summary.method == ft)]
-    baseline = baseline.set_index("target")["mean"]
+    baseline = no_transfer_means(summary, ft)
     rows = []
     for source in sources:
         for kind, method in (("FE", fe), ("FT", ft)):
@@ -338,7 +319,7 @@ def write_figure3(
 
 
 def structural_table(
-    config: dict[str, Any],
+    ft_method: str,
     scores: list[dict[str, Any]],
     summary: pd.DataFrame,
     null: dict[str, Any],
@@ -346,12 +327,10 @@ def structural_table(
     """Structural-filter % per source beside the same measure on the untrained network (the
     null: gradient ascent alone draws smooth patterns that score as structure) and its mean
     FT gain over No transfer (per target, then averaged over the targets where both exist)."""
-    ft = config["report"]["ft_method"]
-    baseline = summary[(summary.source == NO_SOURCE) & (summary.method == ft)]
-    baseline = baseline.set_index("target")["mean"]
+    baseline = no_transfer_means(summary, ft_method)
     rows = []
     for entry in scores:
-        mine = summary[(summary.source == entry["source"]) & (summary.method == ft)]
+        mine = summary[(summary.source == entry["source"]) & (summary.method == ft_method)]
         gains = [
             m - baseline[t]
             for t, m in zip(mine.target, mine["mean"], strict=True)

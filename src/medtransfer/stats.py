@@ -24,8 +24,8 @@ import pandas as pd
 from scipy.stats import ttest_rel
 
 from .config import NO_SOURCE
-from .io import read_json
 from .metrics import macro_auc_batch
+from .runs import Run, is_no_transfer, no_transfer_key
 
 N_IMAGE_DRAWS = 2000  # test-image resamples per seed
 N_DRAWS = 10000  # hierarchical draws: a p-value can go down to 2 / 10001
@@ -44,12 +44,12 @@ class AucDraws:
         self.n_draws = n_draws
         self._cache: dict[int, np.ndarray] = {}
 
-    def __call__(self, run: dict[str, Any]) -> np.ndarray:
+    def __call__(self, run: Run) -> np.ndarray:
         key = id(run)
         if key not in self._cache:
-            labels = np.asarray(run["test_labels"])
-            scores = np.asarray(run["test_scores"], dtype=np.float64)
-            draws = image_draws(len(labels), run["seed"], self.n_draws)
+            labels = np.asarray(run.test_labels)
+            scores = np.asarray(run.test_scores, dtype=np.float64)
+            draws = image_draws(len(labels), run.seed, self.n_draws)
             values = np.empty(len(draws))
             for start in range(0, len(draws), 250):  # bounded memory on large test sets
                 block = draws[start : start + 250]
@@ -81,25 +81,25 @@ def two_sided_p(values: np.ndarray) -> float:
 
 
 def paired_difference(
-    runs_a: list[dict], runs_b: list[dict], draws: AucDraws | None = None
+    runs_a: list[Run], runs_b: list[Run], draws: AucDraws | None = None
 ) -> dict[str, Any]:
     """A minus B over the seeds present in both: mean, hierarchical-bootstrap 95 % interval and
     p-value, paired t-test p-value, and the per-seed differences."""
     draws = draws or AucDraws()
-    by_seed_b = {r["seed"]: r for r in runs_b}
+    by_seed_b = {r.seed: r for r in runs_b}
     pairs = sorted(
-        ((a, by_seed_b[a["seed"]]) for a in runs_a if a["seed"] in by_seed_b),
-        key=lambda pair: pair[0]["seed"],
+        ((a, by_seed_b[a.seed]) for a in runs_a if a.seed in by_seed_b),
+        key=lambda pair: pair[0].seed,
     )
     if not pairs:
         return {}
     for a, b in pairs:
-        if a["test_labels"] != b["test_labels"]:
+        if a.test_labels != b.test_labels:
             raise ValueError(
-                f"runs {a['method']} and {b['method']} of seed {a['seed']} were "
+                f"runs {a.file or a.method} and {b.file or b.method} of seed {a.seed} were "
                 "scored on different test images; they cannot be paired"
             )
-    differences = [float(a["auc_macro"]) - float(b["auc_macro"]) for a, b in pairs]
+    differences = [float(a.auc_macro) - float(b.auc_macro) for a, b in pairs]
     values = hierarchical_bootstrap([draws(a) - draws(b) for a, b in pairs])
     low, high = np.percentile(values, [2.5, 97.5])
     several = len(pairs) > 1
@@ -110,9 +110,7 @@ def paired_difference(
         "p_bootstrap": two_sided_p(values) if several else float("nan"),
         "p_paired_t": (
             float(
-                ttest_rel(
-                    [a["auc_macro"] for a, _ in pairs], [b["auc_macro"] for _, b in pairs]
-                ).pvalue
+                ttest_rel([a.auc_macro for a, _ in pairs], [b.auc_macro for _, b in pairs]).pvalue
             )
             if several
             else float("nan")
@@ -171,7 +169,7 @@ def mark_comparisons(table: pd.DataFrame, alpha: float, correction: str) -> pd.D
 
 
 def comparisons(
-    runs: dict[tuple[str, str, str], list[dict]],
+    runs: dict[tuple[str, str, str], list[Run]],
     fe: str,
     ft: str,
     alpha: float = 0.05,
@@ -183,7 +181,7 @@ def comparisons(
     rows = []
     targets = sorted({key[0] for key in runs})
     for target in targets:
-        baseline = runs.get((target, NO_SOURCE, ft), [])
+        baseline = runs.get(no_transfer_key(target, ft), [])
         for (t, source, method), mine in sorted(runs.items()):
             if t != target:
                 continue
@@ -196,7 +194,7 @@ def comparisons(
                         **paired_difference(mine, runs[(t, source, fe)], draws),
                     }
                 )
-            if baseline and (source, method) != (NO_SOURCE, ft):
+            if baseline and not is_no_transfer(source, method, ft):
                 rows.append(
                     {
                         "target": t,
@@ -211,21 +209,13 @@ def comparisons(
     return mark_comparisons(table, alpha, correction)
 
 
-def load_runs(paths: list[str]) -> dict[tuple[str, str, str], list[dict]]:
-    grouped: dict[tuple[str, str, str], list[dict]] = {}
-    for path in paths:
-        run = read_json(path)
-        grouped.setdefault((run["target"], run["source"], run["method"]), []).append(run)
-    return grouped
-
-
-def run_intervals(runs: dict[tuple[str, str, str], list[dict]]) -> pd.DataFrame:
+def run_intervals(runs: dict[tuple[str, str, str], list[Run]]) -> pd.DataFrame:
     """Per run: a bootstrap 95 % interval of its test-set AUC (test images resampled; one
     trained network, so this is the test set's share of the uncertainty only)."""
     draws = AucDraws()
     rows = []
     for (target, source, method), group in sorted(runs.items()):
-        for run in sorted(group, key=lambda r: r["seed"]):
+        for run in group:
             values = draws(run)
             low, high = np.nanpercentile(values, [2.5, 97.5])
             rows.append(
@@ -233,11 +223,11 @@ def run_intervals(runs: dict[tuple[str, str, str], list[dict]]) -> pd.DataFrame:
                     "target": target,
                     "source": source,
                     "method": method,
-                    "seed": run["seed"],
-                    "auc": run["auc_macro"],
+                    "seed": run.seed,
+                    "auc": run.auc_macro,
                     "ci_low": float(low),
                     "ci_high": float(high),
-                    "n_test": len(run["test_labels"]),
+                    "n_test": len(run.test_labels),
                 }
             )
     return pd.DataFrame(rows)

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .io import atomic_path, read_json, write_text
+from .io import atomic_path, write_text
 from .reporting import to_markdown, write_csv
+from .runs import Run, predictions, read_runs
 
 
 def _pyplot():
@@ -36,36 +37,32 @@ def _grid(n: int, size: float = 3.2):
     return fig, axes.ravel()
 
 
-def label(run: dict[str, Any]) -> str:
-    return f"{run['source']} / {run['method']}"
-
-
-def first_seed_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def first_seed_runs(runs: list[Run]) -> list[Run]:
     """One run per (source, method): the lowest seed, so curves come from one model each."""
-    chosen: dict[tuple[str, str], dict] = {}
-    for run in sorted(runs, key=lambda r: r["seed"]):
-        chosen.setdefault((run["source"], run["method"]), run)
+    chosen: dict[tuple[str, str], Run] = {}
+    for run in sorted(runs, key=lambda r: r.seed):
+        chosen.setdefault((run.source, run.method), run)
     return list(chosen.values())
 
 
-def roc_figure(runs: list[dict[str, Any]], path: str) -> None:
+def roc_figure(runs: list[Run], path: str) -> None:
     from sklearn.metrics import roc_curve
 
     shown = first_seed_runs(runs)
     fig, axes = _grid(len(shown))
     for ax, run in zip(axes, shown, strict=False):
-        labels, scores = np.asarray(run["test_labels"]), np.asarray(run["test_scores"])
+        labels, scores = np.asarray(run.test_labels), np.asarray(run.test_scores)
         grid = np.linspace(0, 1, 101)
         tprs = []
-        for k, name in enumerate(run["classes"]):
+        for k, name in enumerate(run.classes):
             if 0 < (labels == k).sum() < len(labels):
                 fpr, tpr, _ = roc_curve(labels == k, scores[:, k])
                 tprs.append(np.interp(grid, fpr, tpr))
-                ax.plot(fpr, tpr, lw=1, label=f"{name} ({run['auc_per_class'][name]:.2f})")
+                ax.plot(fpr, tpr, lw=1, label=f"{name} ({run.auc_per_class[name]:.2f})")
         if tprs:
-            ax.plot(grid, np.mean(tprs, axis=0), "k", lw=2, label=f"macro ({run['auc_macro']:.2f})")
+            ax.plot(grid, np.mean(tprs, axis=0), "k", lw=2, label=f"macro ({run.auc_macro:.2f})")
         ax.plot([0, 1], [0, 1], ":", color="grey")
-        ax.set_title(f"{label(run)}, seed {run['seed']}", fontsize=8)
+        ax.set_title(f"{run.label}, seed {run.seed}", fontsize=8)
         ax.set_xlabel("false positive rate", fontsize=7)
         ax.set_ylabel("true positive rate", fontsize=7)
         ax.legend(fontsize=6, loc="lower right")
@@ -73,14 +70,14 @@ def roc_figure(runs: list[dict[str, Any]], path: str) -> None:
     _save(fig, path)
 
 
-def confusion_figure(runs: list[dict[str, Any]], path: str) -> None:
+def confusion_figure(runs: list[Run], path: str) -> None:
     """Confusion matrices summed over seeds, one per (source, method)."""
     summed: dict[str, np.ndarray] = {}
     classes: list[str] = []
     for run in runs:
-        matrix = np.asarray(run["confusion_matrix"])
-        summed[label(run)] = summed.get(label(run), 0) + matrix
-        classes = run["classes"]
+        matrix = np.asarray(run.confusion_matrix)
+        summed[run.label] = summed.get(run.label, 0) + matrix
+        classes = run.classes
     fig, axes = _grid(len(summed))
     for ax, (name, matrix) in zip(axes, sorted(summed.items()), strict=False):
         ax.imshow(matrix, cmap="Blues")
@@ -112,19 +109,19 @@ def training_figure(histories: dict[str, pd.DataFrame], path: str) -> None:
     _save(fig, path)
 
 
-def f1_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
+def f1_table(runs: list[Run]) -> pd.DataFrame:
     """Patel's layout: a row per (source, method), per-class F1 then micro and macro, each the
     mean over seeds."""
     rows = []
     for run in runs:
         rows.append(
             {
-                "source": run["source"],
-                "method": run["method"],
-                "seed": run["seed"],
-                **run["f1_per_class"],
-                "micro": run["f1_micro"],
-                "macro": run["f1_macro"],
+                "source": run.source,
+                "method": run.method,
+                "seed": run.seed,
+                **run.f1_per_class,
+                "micro": run.f1_micro,
+                "macro": run.f1_macro,
             }
         )
     frame = pd.DataFrame(rows)
@@ -134,16 +131,16 @@ def f1_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
     return table
 
 
-def classification_report_text(runs: list[dict[str, Any]]) -> str:
+def classification_report_text(runs: list[Run]) -> str:
     """scikit-learn's classification report per (source, method), test sets of all seeds
     pooled (predictions are each run's own argmax, so pooling is fair)."""
     from sklearn.metrics import classification_report
 
     pooled: dict[str, tuple[list, list, list]] = {}
-    for run in sorted(runs, key=lambda r: (label(r), r["seed"])):
-        truth, predicted, classes = pooled.setdefault(label(run), ([], [], run["classes"]))
-        truth += run["test_labels"]
-        predicted += np.asarray(run["test_scores"]).argmax(axis=1).tolist()
+    for run in sorted(runs, key=lambda r: (r.label, r.seed)):
+        truth, predicted, classes = pooled.setdefault(run.label, ([], [], run.classes))
+        truth += run.test_labels
+        predicted += predictions(run).tolist()
     parts = []
     for name, (truth, predicted, classes) in pooled.items():
         report = classification_report(
@@ -161,7 +158,7 @@ def classification_report_text(runs: list[dict[str, Any]]) -> str:
 def write_target_report(
     run_files: list[str], history_files: list[str], outputs: dict[str, str]
 ) -> None:
-    runs = [read_json(path) for path in run_files]
+    runs = read_runs(run_files)
     roc_figure(runs, outputs["roc"])
     confusion_figure(runs, outputs["confusion"])
     histories = {"/".join(path.split("/")[-4:-1]): pd.read_csv(path) for path in history_files}

@@ -301,6 +301,20 @@ def get_filter_grids():
     ]
 
 
+def table_settings(targets):
+    """What Table II and Figure 3 read: their targets, each task's dataset (a source of the
+    target's own data is N.A.) and the report keys they use. A rule param, so that changing
+    any of it rebuilds them, and nothing else does."""
+    keys = ("fe_method", "ft_method", "groups", "alpha", "correction")
+    return {
+        "targets": list(targets),
+        "tasks": {
+            t: {"dataset": spec["dataset"]} for t, spec in config["tasks"].items()
+        },
+        "report": {k: config["report"][k] for k in keys},
+    }
+
+
 def table2_outputs(prefix):
     return {
         "csv": report(

@@ -38,7 +38,8 @@ rule select:
 
 rule split:
     """Seeded train/val/test indices that keep each group of images (patient, lesion, photo,
-    duplicates) in one split; the leakage that remains is counted and, by default, an error."""
+    duplicates) in one split; the leakage that remains is counted and, by default, an error.
+    """
     input:
         meta=TASK_META.format(task="{task}", size=SIZE),
         pairs=f"{AUDIT}pairs.csv",

@@ -12,8 +12,7 @@ rule table2:
         ENV
     params:
         sources=SOURCES,
-        # read by the report; a param so that changing it rebuilds the table
-        report=config["report"],
+        table=table_settings(config["targets"]),
     script:
         "../scripts/table2.py"
 
@@ -29,6 +28,9 @@ use rule table2 as table2_target with:
         benchfile("table2", "{target}")
     conda:
         ENV
+    params:
+        sources=SOURCES,
+        table=lambda w: table_settings([w.target]),
 
 
 rule figure:
@@ -49,6 +51,7 @@ rule figure:
         ENV
     params:
         sources=SOURCES,
+        table=table_settings(config["targets"]),
     script:
         "../scripts/figure.py"
 
@@ -80,6 +83,7 @@ rule filters:
         n_filters=config["report"]["filters_per_layer"],
         steps=config["report"]["filter_steps"],
         width=config["width"],
+        image_size=SIZE,
     script:
         "../scripts/filters.py"
 
@@ -103,6 +107,8 @@ rule structural:
         benchfile("structural", "all")
     conda:
         ENV
+    params:
+        ft_method=config["report"]["ft_method"],
     script:
         "../scripts/structural.py"
 
@@ -173,6 +179,8 @@ rule analyse:
     params:
         pairs=similarity_pairs(),
         source_infos=source_infos(),
+        fe_method=config["report"]["fe_method"],
+        ft_method=config["report"]["ft_method"],
     script:
         "../scripts/analyse.py"
 

@@ -1,5 +1,14 @@
-import _checkout  # noqa: F401  (this checkout's src/ on sys.path)
+"""audit_report: the audit of the whole grid as CSV tables and one Markdown summary."""
 
-from medtransfer import steps
+import _checkout  # noqa: F401  (this checkout's package)
 
-steps.audit_report(snakemake)  # noqa: F821  (snakemake is injected by the script directive)
+from medtransfer.audit import write_audit_report
+from medtransfer.jobs import job_logging
+
+with job_logging(snakemake):
+    write_audit_report(
+        snakemake.input.tasks,
+        snakemake.input.overlaps,
+        snakemake.input.splits,
+        dict(snakemake.output.items()),
+    )

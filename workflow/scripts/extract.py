@@ -1,5 +1,51 @@
-import _checkout  # noqa: F401  (this checkout's src/ on sys.path)
+"""extract: frozen-network features of every target image, shared by seeds and classifiers."""
 
-from medtransfer import steps
+import time
 
-steps.extract(snakemake)  # noqa: F821  (snakemake is injected by the script directive)
+import _checkout  # noqa: F401  (this checkout's package)
+
+from medtransfer import runtime
+from medtransfer.jobs import job_logging
+
+with job_logging(snakemake) as log:
+    p = snakemake.params
+    runtime.configure(snakemake.threads, p.seed, p.training["mixed_precision"])
+    from medtransfer.data import load_prepared
+    from medtransfer.io import save_npy, write_json
+    from medtransfer.models import (
+        feature_layer_name,
+        feature_model,
+        predict_in_chunks,
+        source_network,
+    )
+
+    images, meta = load_prepared(snakemake.input.images, snakemake.input.meta)
+    model = source_network(
+        snakemake.wildcards.source,
+        snakemake.input.get("source") or None,
+        images.shape[1],
+        p.training["width"],
+        p.seed,
+    )
+    layer = feature_layer_name(model, p.training["feature_layer"])
+    started = time.monotonic()
+    features = predict_in_chunks(feature_model(model, layer), images, p.batch_size)
+    seconds = time.monotonic() - started
+    log.info(
+        "%d images -> %s features of %d dims in %.1f s (%.0f img/s)",
+        len(images),
+        layer,
+        features.shape[1],
+        seconds,
+        len(images) / max(seconds, 1e-9),
+    )
+    save_npy(snakemake.output.features, features)
+    write_json(
+        snakemake.output.info,
+        {
+            "feature_layer": layer,
+            "dims": int(features.shape[1]),
+            "n_images": len(images),
+            "seconds": round(seconds, 2),
+        },
+    )

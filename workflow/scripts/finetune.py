@@ -1,5 +1,64 @@
-import _checkout  # noqa: F401  (this checkout's src/ on sys.path)
+"""finetune: retrain the source network on a target's seed split (all layers, or some blocks)."""
 
-from medtransfer import steps
+import _checkout  # noqa: F401  (this checkout's package)
 
-steps.finetune(snakemake)  # noqa: F821  (snakemake is injected by the script directive)
+from medtransfer import runtime
+from medtransfer.jobs import job_logging
+
+with job_logging(snakemake) as log:
+    p, w = snakemake.params, snakemake.wildcards
+    seed = int(w.seed)
+    runtime.configure(snakemake.threads, seed, p.training["mixed_precision"])
+    from medtransfer.config import IMAGENET
+    from medtransfer.data import load_prepared
+    from medtransfer.io import read_json, save_npy, write_json, write_text
+    from medtransfer.models import (
+        feature_layer_name,
+        feature_model,
+        predict_in_chunks,
+        set_trainable,
+        source_network,
+        with_new_head,
+    )
+    from medtransfer.training import history_csv, remove_checkpoint, train
+
+    images, meta = load_prepared(snakemake.input.images, snakemake.input.meta)
+    split = read_json(snakemake.input.split)
+    width = p.training["width"]
+    source_path = snakemake.input.get("source") or None
+    source = source_network(w.source, source_path, images.shape[1], width, seed)
+    model = with_new_head(
+        source,
+        len(meta["classes"]),
+        1.0 if w.source == IMAGENET else width,  # ImageNet's dense layers are full width
+        random_dense=w.variant.endswith("-randhead"),
+    )
+    set_trainable(model, w.variant)
+    model, state = train(model, images, meta["labels"], split, p.training, seed, p.checkpoint_dir)
+    layer = feature_layer_name(model, p.training["feature_layer"])
+    save_npy(snakemake.output.features, predict_in_chunks(feature_model(model, layer), images))
+    save_npy(snakemake.output.softmax, predict_in_chunks(model, images))
+    write_text(snakemake.output.history, history_csv(state))
+    write_json(
+        snakemake.output.training,
+        {
+            "feature_layer": layer,
+            "variant": w.variant,
+            "epochs_run": state.next_epoch,
+            "best_epoch": state.best_epoch,
+            "stopped_early": state.stopped_early,
+            "train_seconds": round(state.train_seconds, 2),
+            "trainable_layers": [la.name for la in model.layers if la.trainable and la.weights],
+            "mixed_precision": p.training["mixed_precision"],
+            "xla": p.training["xla"],
+        },
+    )
+    log.info(
+        "fine-tuned %s on %s (%s, seed %d) for %d epochs",
+        w.source,
+        w.target,
+        w.variant,
+        seed,
+        state.next_epoch,
+    )
+    remove_checkpoint(p.checkpoint_dir)

@@ -1,5 +1,9 @@
-import _checkout  # noqa: F401  (this checkout's src/ on sys.path)
+"""learning_curve: AUC against the fraction of the target's training split."""
 
-from medtransfer import steps
+import _checkout  # noqa: F401  (this checkout's package)
 
-steps.learning_curve(snakemake)  # noqa: F821  (snakemake is injected by the script directive)
+from medtransfer.analysis import write_learning_curves
+from medtransfer.jobs import job_logging
+
+with job_logging(snakemake):
+    write_learning_curves(list(snakemake.input.runs), snakemake.output.csv, snakemake.output.png)

@@ -1,5 +1,20 @@
-import _checkout  # noqa: F401  (this checkout's src/ on sys.path)
+"""prepare: decode every image the config's tasks take from a dataset once, and fingerprint it."""
 
-from medtransfer import steps
+import _checkout  # noqa: F401  (this checkout's package)
 
-steps.prepare(snakemake)  # noqa: F821  (snakemake is injected by the script directive)
+from medtransfer.data import prepare_dataset
+from medtransfer.jobs import job_logging
+
+with job_logging(snakemake):
+    prepare_dataset(
+        snakemake.wildcards.dataset,
+        snakemake.params.dataset,
+        snakemake.params.tasks,
+        snakemake.params.data_root,
+        int(snakemake.wildcards.size),
+        snakemake.params.max_bad_fraction,
+        snakemake.output.images,
+        snakemake.output.index,
+        snakemake.threads,
+        snakemake.output.fingerprints,
+    )

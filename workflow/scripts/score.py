@@ -1,5 +1,96 @@
-import _checkout  # noqa: F401  (this checkout's src/ on sys.path)
+"""score: a classifier on features (or pixels) and every metric of one run: its run record."""
 
-from medtransfer import steps
+import time
 
-steps.score(snakemake)  # noqa: F821  (snakemake is injected by the script directive)
+import _checkout  # noqa: F401  (this checkout's package)
+import numpy as np
+
+from medtransfer import runtime
+from medtransfer.audit import copies_in_test
+from medtransfer.classifiers import FlatPixels, fit_and_score
+from medtransfer.config import config_hash, parse_method
+from medtransfer.data import load_prepared
+from medtransfer.io import read_json
+from medtransfer.jobs import job_logging
+from medtransfer.metrics import all_metrics
+from medtransfer.runs import Run, write_run
+from medtransfer.splits import train_test_leaks
+
+
+def optional_json(name):
+    return read_json(snakemake.input[name]) if name in snakemake.input.keys() else {}
+
+
+with job_logging(snakemake) as log:
+    started = time.monotonic()
+    w, p = snakemake.wildcards, snakemake.params
+    seed, method = int(w.seed), parse_method(w.method)
+    meta, split = read_json(snakemake.input.meta), read_json(snakemake.input.split)
+    labels, classes = np.asarray(meta["labels"]), meta["classes"]
+    train_rows, test_rows = split["train"], split["test"]
+    if method.classifier == "head":
+        scores = np.load(snakemake.input.network_scores, mmap_mode="r")[test_rows]
+    else:
+        if method.kind == "pixels":
+            x = FlatPixels(load_prepared(snakemake.input.images, snakemake.input.meta)[0])
+        else:
+            x = np.load(snakemake.input.features, mmap_mode="r")
+        scores = fit_and_score(
+            method.classifier,
+            x[train_rows],
+            labels[train_rows],
+            x[test_rows],
+            len(classes),
+            seed,
+            p.svm_c,
+            snakemake.threads,
+            p.class_weights,
+        )
+    scores = np.asarray(scores, dtype=np.float64)
+    metrics = all_metrics(labels[test_rows], scores, classes, p.ordinal)
+    training, extracted = optional_json("training"), optional_json("features_info")
+    overlap = optional_json("overlap") or None
+    log.info(
+        "%s %s %s seed %d: AUC %s, accuracy %.3f",
+        w.target,
+        w.source,
+        w.method,
+        seed,
+        metrics["auc_macro"],
+        metrics["accuracy"],
+    )
+    record = {
+        "target": w.target,
+        "source": w.source,
+        "method": w.method,
+        "seed": seed,
+        "kind": method.kind,
+        "classifier": method.classifier,
+        "variant": method.variant,
+        "classes": classes,
+        **metrics,
+        "sizes": {s: len(split[s]) for s in ("train", "val", "test")},
+        "train_fraction": split.get("train_fraction", 1.0),
+        "skipped_images": len(meta["skipped"]),
+        "leakage": {
+            "train_test": train_test_leaks(split["leakage"]),
+            "source_target": copies_in_test(overlap, test_rows, w.source),
+            "groups": split["groups"],
+        },
+        "feature_layer": training.get("feature_layer") or extracted.get("feature_layer"),
+        "epochs_run": training.get("epochs_run"),
+        "best_epoch": training.get("best_epoch"),
+        "wall_time_s": {
+            "score": round(time.monotonic() - started, 3),
+            "training": training.get("train_seconds"),
+        },
+        "mixed_precision": training.get("mixed_precision"),
+        "xla": training.get("xla"),
+        "versions": runtime.versions(),
+        # provenance only (not a setting of this job): the config in force when it was scored
+        "config_hash": config_hash(snakemake.config),
+        "inputs": {k: str(v) for k, v in snakemake.input.items()},
+        "test_labels": labels[test_rows].tolist(),
+        "test_scores": np.round(scores, 6).tolist(),
+    }
+    write_run(snakemake.output[0], Run.from_json(record))

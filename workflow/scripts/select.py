@@ -1,5 +1,13 @@
-import _checkout  # noqa: F401  (this checkout's src/ on sys.path)
+"""select: a task's share of its prepared dataset (classes, rows, labels, groups)."""
 
-from medtransfer import steps
+import _checkout  # noqa: F401  (this checkout's package)
 
-steps.select(snakemake)  # noqa: F821  (snakemake is injected by the script directive)
+from medtransfer.data import task_meta
+from medtransfer.io import read_json, write_json
+from medtransfer.jobs import job_logging
+
+with job_logging(snakemake) as log:
+    index = snakemake.input.index
+    meta = task_meta(read_json(index), snakemake.wildcards.task, index)
+    log.info("task %s: %d images, classes %s", meta["task"], meta["n_images"], meta["counts"])
+    write_json(snakemake.output.meta, meta)

@@ -1,5 +1,17 @@
-import _checkout  # noqa: F401  (this checkout's src/ on sys.path)
+"""structural: structural-filter % per source, against the untrained network's and its gain."""
 
-from medtransfer import steps
+import _checkout  # noqa: F401  (this checkout's package)
+import pandas as pd
 
-steps.structural(snakemake)  # noqa: F821  (snakemake is injected by the script directive)
+from medtransfer.io import read_json
+from medtransfer.jobs import job_logging
+from medtransfer.reporting import structural_table, write_csv
+
+with job_logging(snakemake):
+    table = structural_table(
+        snakemake.params.ft_method,
+        [read_json(path) for path in snakemake.input.scores],
+        pd.read_csv(snakemake.input.table),
+        read_json(snakemake.input.null),
+    )
+    write_csv(table, snakemake.output[0])

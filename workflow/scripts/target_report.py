@@ -1,5 +1,13 @@
-import _checkout  # noqa: F401  (this checkout's src/ on sys.path)
+"""target_report: ROC curves, training curves, confusion matrices and F1 tables of a target."""
 
-from medtransfer import steps
+import _checkout  # noqa: F401  (this checkout's package)
 
-steps.target_report(snakemake)  # noqa: F821  (snakemake is injected by the script directive)
+from medtransfer.jobs import job_logging
+from medtransfer.target_report import write_target_report
+
+with job_logging(snakemake):
+    write_target_report(
+        list(snakemake.input.runs),
+        list(snakemake.input.histories),
+        dict(snakemake.output.items()),
+    )

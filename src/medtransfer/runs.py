@@ -1,0 +1,140 @@
+"""The run record: what `score` writes for one (target, source, method, seed), and the one
+reader that every report (Table II, statistics, analyses, per-target figures) takes runs from.
+
+The No-transfer baseline is defined here once: the runs of source `none` with the table's FT
+method (a network trained from scratch on the target), per target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import NO_SOURCE
+from .io import read_json, write_json
+
+
+class RunFileError(ValueError):
+    """A run file that cannot be read as a run; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One scored run. `provenance` holds what reports do not read (versions, inputs,
+    wall times, config hash, training details)."""
+
+    target: str
+    source: str
+    method: str
+    seed: int
+    classes: list[str]
+    auc_macro: float | None
+    auc_per_class: dict[str, float | None]
+    accuracy: float
+    kappa: float | None
+    kappa_quadratic: float | None
+    f1_per_class: dict[str, float]
+    f1_micro: float
+    f1_macro: float
+    confusion_matrix: list[list[int]]
+    sizes: dict[str, int]
+    test_labels: list[int]
+    test_scores: list[list[float]]
+    train_fraction: float = 1.0
+    leakage: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    file: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.target, self.source, self.method)
+
+    @property
+    def label(self) -> str:
+        return f"{self.source} / {self.method}"
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**{k: v for k, v in data.items() if k not in ("provenance", "file")},
+                **self.provenance}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], file: str = "") -> Run:
+        names = {f.name for f in dataclasses.fields(cls)} - {"provenance", "file"}
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        missing = sorted(required - set(data))
+        if missing:
+            raise RunFileError(
+                f"{file or 'run'}: not a run file of this version: no {', '.join(missing)} "
+                "(score the run again)"
+            )
+        known = {k: v for k, v in data.items() if k in names}
+        provenance = {k: v for k, v in data.items() if k not in names}
+        return cls(**known, provenance=provenance, file=str(file))
+
+
+def write_run(path: Any, run: Run) -> None:
+    write_json(path, run.to_json())
+
+
+def read_runs(paths: list[Any]) -> list[Run]:
+    return [Run.from_json(read_json(path), str(path)) for path in paths]
+
+
+def group_runs(runs: list[Run]) -> dict[tuple[str, str, str], list[Run]]:
+    """Runs by (target, source, method), each group ordered by seed."""
+    grouped: dict[tuple[str, str, str], list[Run]] = {}
+    for run in sorted(runs, key=lambda r: (r.key, r.seed)):
+        grouped.setdefault(run.key, []).append(run)
+    return grouped
+
+
+def runs_frame(runs: list[Run]) -> pd.DataFrame:
+    """A row per run with what tables and curves average."""
+    return pd.DataFrame(
+        [
+            {
+                "target": r.target,
+                "source": r.source,
+                "method": r.method,
+                "seed": r.seed,
+                "auc": r.auc_macro,
+                "accuracy": r.accuracy,
+                "f1_macro": r.f1_macro,
+                "fraction": r.train_fraction,
+                "n_train": r.sizes.get("train"),
+                "file": r.file,
+            }
+            for r in runs
+        ],
+        columns=["target", "source", "method", "seed", "auc", "accuracy", "f1_macro",
+                 "fraction", "n_train", "file"],
+    )  # fmt: skip
+
+
+def no_transfer_key(target: str, ft_method: str) -> tuple[str, str, str]:
+    """The group of a target's No-transfer runs."""
+    return (target, NO_SOURCE, ft_method)
+
+
+def is_no_transfer(source: str, method: str, ft_method: str) -> bool:
+    return source == NO_SOURCE and method == ft_method
+
+
+def no_transfer_means(summary: pd.DataFrame, ft_method: str) -> pd.Series:
+    """No transfer's mean AUC per target, from a Table II summary (target, source, method,
+    mean)."""
+    rows = summary[(summary.source == NO_SOURCE) & (summary.method == ft_method)]
+    return rows.set_index("target")["mean"]
+
+
+def predictions(run: Run) -> np.ndarray:
+    return np.asarray(run.test_scores).argmax(axis=1)

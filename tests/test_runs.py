@@ -1,0 +1,120 @@
+"""The run record and Table II's layout on small hand-made runs (no Snakemake)."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from medtransfer.reporting import layout, summarise
+from medtransfer.runs import (
+    Run,
+    RunFileError,
+    group_runs,
+    no_transfer_means,
+    read_runs,
+    runs_frame,
+    write_run,
+)
+
+
+def record(target="isic", source="none", method="ft-svm", seed=0, auc=0.7, **extra):
+    return {
+        "target": target,
+        "source": source,
+        "method": method,
+        "seed": seed,
+        "classes": ["a", "b"],
+        "auc_macro": auc,
+        "auc_per_class": {"a": auc, "b": auc},
+        "accuracy": 0.6,
+        "kappa": 0.2,
+        "kappa_quadratic": None,
+        "f1_per_class": {"a": 0.5, "b": 0.6},
+        "f1_micro": 0.6,
+        "f1_macro": 0.55,
+        "confusion_matrix": [[1, 1], [0, 2]],
+        "sizes": {"train": 10, "val": 2, "test": 4},
+        "test_labels": [0, 0, 1, 1],
+        "test_scores": [[1, 0], [0, 1], [0, 1], [0, 1]],
+        **extra,
+    }
+
+
+def test_a_run_file_reads_back_as_written(tmp_path):
+    data = record(versions={"keras": "3"}, epochs_run=4)
+    write_run(tmp_path / "r.json", Run.from_json(data))
+    written = json.loads((tmp_path / "r.json").read_text())
+    assert written == {**data, "train_fraction": 1.0, "leakage": {}}
+    (run,) = read_runs([tmp_path / "r.json"])
+    assert run.provenance == {"versions": {"keras": "3"}, "epochs_run": 4}
+    assert run.file == str(tmp_path / "r.json") and run.key == ("isic", "none", "ft-svm")
+
+
+def test_a_file_that_is_no_run_is_named_with_what_it_lacks(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({k: v for k, v in record().items() if k != "kappa"}))
+    with pytest.raises(RunFileError, match=r"old.json: not a run file .*no kappa"):
+        read_runs([path])
+
+
+def test_runs_group_by_target_source_method_in_seed_order():
+    runs = [Run.from_json(record(seed=s, source=src)) for s in (2, 0, 1) for src in ("a", "b")]
+    grouped = group_runs(runs)
+    assert list(grouped) == [("isic", "a", "ft-svm"), ("isic", "b", "ft-svm")]
+    assert [r.seed for r in grouped[("isic", "a", "ft-svm")]] == [0, 1, 2]
+
+
+CONFIG = {
+    "targets": ["isic_a", "isic_b", "blood"],
+    "tasks": {t: {"dataset": t} for t in ("isic_a", "isic_b", "blood", "natural")},
+    "report": {
+        "fe_method": "fe-svm",
+        "ft_method": "ft-svm",
+        "groups": {"ISIC": ["isic_a", "isic_b"]},
+    },
+}
+AUCS = {  # (target, source, method) -> AUC of seeds 0 and 1
+    ("isic_a", "none", "ft-svm"): (0.60, 0.62),
+    ("isic_a", "natural", "fe-svm"): (0.70, 0.74),
+    ("isic_a", "natural", "ft-svm"): (0.80, 0.78),
+    ("isic_b", "none", "ft-svm"): (0.50, 0.54),
+    ("isic_b", "natural", "fe-svm"): (0.66, 0.60),
+    ("isic_b", "natural", "ft-svm"): (0.70, 0.70),
+    ("blood", "none", "ft-svm"): (0.55, 0.55),
+    ("blood", "natural", "fe-svm"): (0.65, 0.67),
+    ("blood", "natural", "ft-svm"): (0.60, 0.64),
+}
+
+
+def summary_of_aucs():
+    runs = [
+        Run.from_json(record(t, s, m, seed, auc))
+        for (t, s, m), values in AUCS.items()
+        for seed, auc in enumerate(values)
+    ]
+    return summarise(runs_frame(runs))
+
+
+def test_table2_layout_with_a_mean_group_row_and_differences():
+    table = layout(CONFIG, summary_of_aucs(), ["none", "natural"]).set_index("Target")
+    assert list(table.index) == ["isic_a", "isic_b", "Mean ISIC", "Differences", "blood",
+                                 "Differences"]  # fmt: skip
+    assert list(table.columns) == ["No transfer", "natural FE", "natural FT"]
+    assert table.loc["isic_a", "natural FT"] == "0.790 ± 0.010"
+    # Mean ISIC: the mean of the targets' means and of their maximum deviations
+    assert table.loc["Mean ISIC", "natural FE"] == f"{(0.72 + 0.63) / 2:.3f} ± {0.025:.3f}"
+    differences = table.iloc[3]
+    assert differences["natural FT"] == f"{(0.79 + 0.70) / 2 - (0.72 + 0.63) / 2:+.3f}"
+    assert table.iloc[5]["natural FT"] == f"{0.62 - 0.66:+.3f}"
+
+
+def test_source_of_the_targets_data_is_na():
+    config = {**CONFIG, "tasks": {**CONFIG["tasks"], "natural": {"dataset": "blood"}}}
+    table = layout(config, summary_of_aucs(), ["none", "natural"]).set_index("Target")
+    assert table.loc["blood", "natural FE"] == "N.A."
+
+
+def test_no_transfer_baseline_is_none_with_the_ft_method():
+    means = no_transfer_means(summary_of_aucs(), "ft-svm")
+    assert means.to_dict() == pytest.approx({"isic_a": 0.61, "isic_b": 0.52, "blood": 0.55})
+    assert isinstance(means, pd.Series)
