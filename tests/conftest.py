@@ -34,6 +34,14 @@ def write_config(path: Path, data_root: Path, name: str = "small.yaml", **overri
     return path
 
 
+ISIC_SAMPLE = {
+    "adapter": "csv",
+    "path": "isic_archive_sample",
+    "labels_csv": "metadata.csv",
+    "filename": "{label}/{isic_id}.jpg",
+    "label": "benign_malignant",
+}  # the sample data's ISIC folder as a csv dataset
+
 NATURAL_IMAGES_COUNTS = {
     "airplane": 727,
     "car": 968,

@@ -23,6 +23,8 @@ from medtransfer.config import ConfigError, check_config
 from medtransfer.data import open_dataset, prepare_dataset, select_task_items, task_meta
 from medtransfer.splits import make_split
 
+from .conftest import ISIC_SAMPLE
+
 BLOOD = {
     "adapter": "folder",
     "path": "blood_cells_wbc",
@@ -98,13 +100,7 @@ def prepared_prints(tmp_path, shared_data, name, spec):
     return Fingerprints.load(out / "fingerprints.npz").take(meta["rows"]), meta
 
 
-ISIC = {
-    "adapter": "csv",
-    "path": "isic_archive_sample",
-    "labels_csv": "metadata.csv",
-    "filename": "{label}/{isic_id}.jpg",
-    "label": "benign_malignant",
-}
+ISIC = ISIC_SAMPLE
 
 
 def test_audit_finds_the_isic_images_stored_under_two_ids(tmp_path, shared_data):

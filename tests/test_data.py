@@ -22,7 +22,7 @@ from medtransfer.data import (
 )
 from medtransfer.io import read_json, write_json
 
-from .conftest import NATURAL_IMAGES_COUNTS
+from .conftest import ISIC_SAMPLE, NATURAL_IMAGES_COUNTS
 
 
 def counts(dataset) -> Counter:
@@ -277,13 +277,7 @@ def test_prepare_refuses_images_below_32_px(tmp_path, shared_data):
         )
 
 
-ISIC = {
-    "adapter": "csv",
-    "path": "isic_archive_sample",
-    "labels_csv": "metadata.csv",
-    "filename": "{label}/{isic_id}.jpg",
-    "label": "benign_malignant",
-}
+ISIC = ISIC_SAMPLE
 ISIC_TASKS = {
     "malignant": {"dataset": "isic"},
     "nevus_vs_melanoma": {

@@ -120,13 +120,18 @@ def paired_difference(
     }
 
 
+def _family(p_values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The p-values as floats, an all-NaN result to fill, and the positions of the finite
+    ones (the family) from smallest to largest p."""
+    p = np.asarray(p_values, dtype=float)
+    present = np.flatnonzero(np.isfinite(p))
+    return p, np.full(len(p), np.nan), present[np.argsort(p[present], kind="stable")]
+
+
 def holm(p_values: np.ndarray) -> np.ndarray:
     """Holm's step-down adjustment: the k-th smallest of m p-values times (m - k + 1), made
     monotone, capped at 1. NaN p-values are not part of the family and stay NaN."""
-    p = np.asarray(p_values, dtype=float)
-    adjusted = np.full(len(p), np.nan)
-    present = np.flatnonzero(np.isfinite(p))
-    order = present[np.argsort(p[present], kind="stable")]
+    p, adjusted, order = _family(p_values)
     m = len(order)
     running = 0.0
     for k, i in enumerate(order):
@@ -138,10 +143,7 @@ def holm(p_values: np.ndarray) -> np.ndarray:
 def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     """Benjamini-Hochberg: the k-th smallest of m p-values times m / k, made monotone from the
     largest down, capped at 1. NaN p-values stay NaN."""
-    p = np.asarray(p_values, dtype=float)
-    adjusted = np.full(len(p), np.nan)
-    present = np.flatnonzero(np.isfinite(p))
-    order = present[np.argsort(p[present], kind="stable")]
+    p, adjusted, order = _family(p_values)
     m = len(order)
     running = 1.0
     for k in range(m - 1, -1, -1):
