@@ -11,15 +11,15 @@
 #   finetune  retrain on a target's seed split  -> results/finetune/{target}/{source}/{variant}/seed{seed}/
 #   score     classifier + metrics of one run   -> results/runs/{target}/{source}/{method}/seed{seed}.json
 #   table2, figure, filters                     -> the paper's Table II, Figure 3, filter grids
-import sys
+import runpy
 
 from snakemake.utils import min_version, update_config
 
 min_version("9.0")
 
-# This checkout's package, also where another checkout is installed (see _checkout.py).
-sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
-import _checkout
+# This checkout's package, also where another checkout is installed (see _checkout.py); the
+# scripts folder itself stays off sys.path.
+runpy.run_path(f"{workflow.basedir}/workflow/scripts/_checkout.py")
 from medtransfer.config import load_config
 
 # config.yaml is the demo grid; a --configfile (e.g. config/fok2019.yaml) replaces it whole

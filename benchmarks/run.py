@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import runpy
 import sys
 import tempfile
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+runpy.run_path(str(REPO / "workflow" / "scripts" / "_checkout.py"))  # this checkout's package
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -12,9 +13,9 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-# Test this checkout's package, also where another clone is the installed one.
-sys.path.insert(0, str(REPO / "workflow" / "scripts"))
-import _checkout  # noqa: E402, F401
+# Test this checkout's package, also where another clone is the installed one (the scripts
+# folder stays off sys.path: its select_task.py and friends are not importable modules).
+runpy.run_path(str(REPO / "workflow" / "scripts" / "_checkout.py"))
 
 SHARED_DATA = Path(os.environ.get("MEDTRANSFER_SHARED_DATA", REPO.parent / "shared" / "data"))
 

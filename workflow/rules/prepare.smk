@@ -33,7 +33,9 @@ rule select:
     conda:
         ENV
     script:
-        "../scripts/select.py"
+        # not select.py: Snakemake puts this folder on sys.path, and the standard library
+        # has a module called select
+        "../scripts/select_task.py"
 
 
 rule split:
