@@ -1,6 +1,7 @@
 # medtransfer: which source data and which transfer method help a medical target task?
 #
 # The pipeline, stage by stage (one rule file each):
+#   download  a dataset's files, where absent  -> {data_root}/{dataset path}
 #   prepare   decode a dataset's images once    -> results/prepared/{dataset}/{size}px/
 #   select    a task's classes and rows of it   -> results/tasks/{task}/{size}px/meta.json
 #   audit     duplicates within a task, and     -> results/audit/{task}/pairs.csv,
@@ -35,6 +36,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/download.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/pretrain.smk"

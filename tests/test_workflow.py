@@ -400,6 +400,20 @@ PAPER_CONFIG_JOBS = {
         "score": 60,
         "filters": 2,
     },
+    # MedMNIST+ at 64 px: 4 files downloaded; 3 sources (2 trained) x 3 targets less
+    # derma -> derma = 8 pairs; pneumonia's official split; 3 seeds
+    "demo-medmnist": {
+        "download": 4,
+        "prepare": 4,
+        "select": 4,
+        "audit": 4,
+        "audit_overlap": 5,
+        "split": 11,
+        "pretrain": 2,
+        "extract": 8,
+        "finetune": 24,
+        "score": 48,
+    },
     # ImageNet only: one extract; 2 fine-tuning variants x 3 seeds; 5 methods x 3 seeds
     "pal2016": {
         "fetch_imagenet": 1,

@@ -265,7 +265,9 @@ def figure3_data(config: dict[str, Any], summary: pd.DataFrame, sources: list[st
                         "no_transfer_same_targets": np.mean(same) if same else np.nan,
                     }
                 )
-    return pd.DataFrame(rows)
+    columns = ["source", "kind", "mean_auc", "std_over_targets", "n_targets",
+               "no_transfer_same_targets"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)  # columns also when a grid has no FE/FT bar
 
 
 def write_figure3(

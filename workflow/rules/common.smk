@@ -1,11 +1,14 @@
 # Config validation, wildcard constraints, path patterns and input functions (get_*).
 
+import re
+
 from snakemake.utils import validate
 
 # The package is imported from this checkout (the Snakefile imported _checkout), also where
 # it is not installed (conda envs that hold only its dependencies) or another one is.
 from medtransfer import config as mtc
 from medtransfer import imagenet
+from medtransfer.download import lands_as_folder
 
 ENV = "../../envs/medtransfer.yaml"
 
@@ -42,7 +45,8 @@ AUDITED_TASKS = sorted(
 )
 
 
-def alternatives(names):
+def alternatives(names, escape=False):
+    names = [re.escape(n) for n in names] if escape else list(names)
     return "|".join(sorted(names, key=len, reverse=True)) or "__none__"
 
 
@@ -87,6 +91,31 @@ def logfile(rule_name, pattern):
 
 def benchfile(rule_name, pattern):
     return f"results/benchmarks/{rule_name}/{pattern}.tsv"
+
+
+def grid_downloads():
+    """{path under data_root: (dataset, download entry)} of the datasets the grid reads that
+    say where their files come from."""
+    used = {
+        config["tasks"][t]["dataset"] for t in [*config["targets"], *TRAINED_SOURCES]
+    }
+    return {
+        spec["path"]: (name, spec["download"])
+        for name, spec in config["datasets"].items()
+        if "download" in spec and name in used
+    }
+
+
+DATA_ROOT = config["data_root"].rstrip("/")
+DOWNLOADS = grid_downloads()
+DOWNLOAD_FOLDERS = [p for p, (_, d) in DOWNLOADS.items() if lands_as_folder(d)]
+DOWNLOAD_FILES = [p for p in DOWNLOADS if p not in DOWNLOAD_FOLDERS]
+
+
+def get_downloaded(wildcards):
+    """A dataset's own files where a download rule provides them (prepare waits for it)."""
+    path = config["datasets"][wildcards.dataset]["path"]
+    return [f"{DATA_ROOT}/{path}"] if path in DOWNLOADS else []
 
 
 def tasks_of(dataset):

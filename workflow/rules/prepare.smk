@@ -1,5 +1,7 @@
 rule prepare:
     """Decode every image the config's tasks take from a dataset once: RGB, resized, uint8."""
+    input:
+        get_downloaded,
     output:
         images=f"{PREPARED}images.npy",
         index=f"{PREPARED}index.json",
