@@ -211,3 +211,42 @@ def test_the_portable_demo_runs_on_pneumoniamnist_from_a_local_server(
     again = snakemake(workdir, path, "-n", "--cores", "2")
     assert "Nothing to be done" in again.stdout + again.stderr  # the second run fetches nothing
     assert [name for name, _ in server.requests] == ["pneumoniamnist.npz"]
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An IDX file: magic (unsigned bytes, ndim), the dimensions, the data; gzip-compressed."""
+    import gzip
+
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(n).to_bytes(4, "big") for n in array.shape
+    )
+    return gzip.compress(header + array.astype(np.uint8).tobytes())
+
+
+def test_several_files_make_one_folder_the_idx_adapter_reads(server, tmp_path):
+    from medtransfer.data import open_dataset
+
+    rng = np.random.default_rng(0)
+    parts = {
+        "train-images-idx3-ubyte.gz": idx_bytes(rng.integers(0, 255, (6, 28, 28))),
+        "train-labels-idx1-ubyte.gz": idx_bytes(np.array([0, 1, 2, 0, 1, 2])),
+        "t10k-images-idx3-ubyte.gz": idx_bytes(rng.integers(0, 255, (3, 28, 28))),
+        "t10k-labels-idx1-ubyte.gz": idx_bytes(np.array([2, 1, 0])),
+    }
+    server.files.update(parts)
+    spec = {"files": [{"url": server.url(name), "md5": md5(data)} for name, data in parts.items()]}
+    download_dataset(spec, tmp_path / "fashion", "fashion")
+    dataset = open_dataset({"adapter": "idx", "path": "fashion"}, tmp_path)
+    assert len(dataset.items) == 9 and dataset.items[-1].split == "test"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fashion"]
+
+
+def test_fashion_mnist_names_the_publishers_four_files():
+    files = resolve("fashion-mnist", "fashion").remotes
+    assert [r.url.rsplit("/", 1)[1] for r in files] == [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]
+    assert files[0].checksum == "8d4fb7e6c68d591d4c3dfef9ec88bf0d"

@@ -9,6 +9,7 @@ A dataset entry may say where its files come from (`datasets.<name>.download`):
   (`unpack: zip | tar`, `folder:` the archive's folder that becomes the dataset's path);
 - `kaggle:<owner>/<dataset>` or `kaggle:competition/<name>` (or `{kaggle: ..., folder: ...}`):
   through the official `kaggle` client, which needs an API token;
+- `fashion-mnist`, or `{files: [{url, md5}, ...]}`: several files that make one folder;
 - `{manual: "<steps>"}`: data behind a login; the steps are the error message.
 
 Downloads resume (an HTTP Range request continues `<file>.part`), log a progress line, are
@@ -65,6 +66,15 @@ MEDMNIST_MD5 = {
     "organsmnist": ("9ab87b696fb54e2a387ebe992d6ed5f1", "53a6d115339d874c25e309a994ff46d3",
                     "ded0c5fa01a95dc4978b956f613e9b8e", "b354719e553fbbb2513d5533f52a4cb1"),
 }  # fmt: skip
+FASHION_MNIST_URL = (
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"
+)
+FASHION_MNIST_MD5 = {  # the publisher's MD5s (zalandoresearch/fashion-mnist README)
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
 KAGGLE_TOKEN_HELP = (
     "create ~/.kaggle/kaggle.json (kaggle.com > Settings > API > Create New Token; "
     "or set KAGGLE_USERNAME and KAGGLE_KEY), then run again"
@@ -80,6 +90,13 @@ class Remote:
     checksum: str
     unpack: str | None = None  # None (the file is the data), "zip" or "tar"
     folder: str | None = None  # the archive's folder that becomes the dataset's path
+
+
+@dataclass(frozen=True)
+class Files:
+    """Several files that together are the dataset's folder (each named by its URL)."""
+
+    remotes: tuple[Remote, ...]
 
 
 @dataclass(frozen=True)
@@ -114,9 +131,19 @@ def medmnist_remote(name: str, size: int) -> Remote:
     return Remote(base.rstrip("/") + "/" + filename + query, "md5", md5)
 
 
-def resolve(spec: str | dict[str, Any], dataset: str) -> Remote | Kaggle | Manual:
+def fashion_mnist() -> Files:
+    return Files(
+        tuple(
+            Remote(FASHION_MNIST_URL + name, "md5", md5) for name, md5 in FASHION_MNIST_MD5.items()
+        )
+    )
+
+
+def resolve(spec: str | dict[str, Any], dataset: str) -> Remote | Files | Kaggle | Manual:
     """What a dataset's `download` entry names."""
     where = f"datasets.{dataset}.download"
+    if spec == "fashion-mnist":
+        return fashion_mnist()
     if isinstance(spec, str):
         kind, _, rest = spec.partition(":")
         if kind == "medmnist":
@@ -133,6 +160,8 @@ def resolve(spec: str | dict[str, Any], dataset: str) -> Remote | Kaggle | Manua
         return Manual(spec["manual"])
     if "kaggle" in spec:
         return Kaggle(spec["kaggle"], spec.get("folder"))
+    if "files" in spec:
+        return Files(tuple(resolve(entry, dataset) for entry in spec["files"]))
     algorithm = next((a for a in ("sha256", "md5") if a in spec), None)
     if "url" not in spec or algorithm is None:
         raise DataError(f"{where}: give url and its md5 or sha256")
@@ -222,6 +251,19 @@ def fetch(
         os.replace(part, target)
 
 
+def fetch_files(files: Files, target: Path, dataset: str) -> None:
+    """Each file into a folder beside the target, renamed onto it once all are verified (an
+    interrupted run resumes the file it broke off in)."""
+    target = Path(target)
+    staging = target.with_name(target.name + ".part")
+    staging.mkdir(parents=True, exist_ok=True)
+    for remote in files.remotes:
+        name = remote.url.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+        if not (staging / name).is_file():
+            fetch(remote, staging / name, dataset)
+    staging.rename(target)
+
+
 def _unpack_into_place(archive: Path, remote: Remote, target: Path) -> None:
     """Unpack beside the target, then rename the wanted folder onto the target."""
     with tempfile.TemporaryDirectory(
@@ -298,5 +340,7 @@ def download_dataset(spec: str | dict[str, Any], target: Path, dataset: str) -> 
                         f"{target}: {source.steps}")  # fmt: skip
     if isinstance(source, Kaggle):
         fetch_kaggle(source, target, dataset)
+    elif isinstance(source, Files):
+        fetch_files(source, target, dataset)
     else:
         fetch(source, target, dataset)
