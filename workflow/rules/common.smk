@@ -214,14 +214,19 @@ def get_audit_report_inputs(wildcards):
     }
 
 
-def training_params(stage):
-    """The training settings of one stage plus the switches shared by every Keras job."""
+def network_params():
+    """What every Keras job reads to build a network and run it: width, feature layer and
+    the accelerator switches."""
     return {
-        **config[stage],
         "width": config["width"],
         "feature_layer": config["feature_layer"],
         **config["accelerator"],
     }
+
+
+def training_params(stage):
+    """The training settings of one stage plus what every Keras job reads."""
+    return {**config[stage], **network_params()}
 
 
 def run_path(run):

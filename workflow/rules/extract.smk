@@ -16,7 +16,8 @@ rule extract:
     resources:
         gpu=1,
     params:
-        training=training_params("finetune"),
+        # not the fine-tuning settings: features do not depend on them
+        training=network_params(),
         seed=config["pretrain_seed"],
         batch_size=64,
     script:
