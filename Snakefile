@@ -46,13 +46,16 @@ include: "workflow/rules/score.smk"
 include: "workflow/rules/report.smk"
 
 
-# Bookkeeping rules that read and write a few JSON files: on a cluster they run where
-# Snakemake runs, not as jobs of their own in the queue.
+# Bookkeeping rules that read and write a few JSON files, and the downloads (compute nodes
+# of a cluster often have no internet): they run where Snakemake runs, not in the queue.
 localrules:
     all,
+    download,
+    download_folder,
     select,
     split,
     subsample,
+    audit_report,
 
 
 rule all:
