@@ -1,0 +1,58 @@
+"""The README's showcase section reports the committed records of the showcase run
+(docs/showcase/): its two headline averages are recomputed here from the run JSONs."""
+
+import re
+
+import numpy as np
+import pytest
+
+from medtransfer.runs import group_runs, read_runs
+
+from .conftest import REPO
+
+SHOWCASE = REPO / "docs" / "showcase"
+
+
+def headlines(fe: str = "fe-svm", ft: str = "ft-svm") -> dict[str, float]:
+    """(a) FT of a transfer source minus No transfer, (b) FT minus FE of a transfer source:
+    each a mean over seeds per (target, source), then over sources, then over targets."""
+    grouped = group_runs(read_runs(sorted(SHOWCASE.glob("runs/*/*/*/seed*.json"))))
+
+    def mean_auc(key):
+        return float(np.mean([r.auc_macro for r in grouped[key]]))
+
+    targets = sorted({t for t, _, _ in grouped})
+    gain, ft_minus_fe = [], []
+    for target in targets:
+        sources = sorted({s for t, s, _ in grouped if t == target and s != "none"})
+        baseline = mean_auc((target, "none", ft))
+        gain.append(np.mean([mean_auc((target, s, ft)) - baseline for s in sources]))
+        ft_minus_fe.append(
+            np.mean([mean_auc((target, s, ft)) - mean_auc((target, s, fe)) for s in sources])
+        )
+    return {"transfer": float(np.mean(gain)), "ft_fe": float(np.mean(ft_minus_fe))}
+
+
+def test_readme_headlines_are_recomputed_from_the_showcase_runs():
+    if not SHOWCASE.is_dir():
+        pytest.skip("no showcase run committed")
+    readme = (REPO / "README.md").read_text()
+    found = re.search(
+        r"\(a\) transfer FT − No transfer: ([+−-]\d\.\d{3}).*?\(b\) FT − FE: ([+−-]\d\.\d{3})",
+        readme,
+        re.S,
+    )
+    assert found, "the README's showcase headlines"
+    written = [float(v.replace("−", "-")) for v in found.groups()]
+    computed = headlines()
+    assert written == pytest.approx([computed["transfer"], computed["ft_fe"]], abs=0.0005)
+
+
+def test_the_committed_table_is_the_runs_table():
+    if not SHOWCASE.is_dir():
+        pytest.skip("no showcase run committed")
+    table = (SHOWCASE / "table2.md").read_text()
+    grouped = group_runs(read_runs(sorted(SHOWCASE.glob("runs/*/*/*/seed*.json"))))
+    runs = grouped[("isic", "none", "ft-svm")]
+    mean = np.mean([r.auc_macro for r in runs])
+    assert f"| isic | {mean:.3f} ±" in table
