@@ -22,6 +22,7 @@ similar-looking images (chest X-rays) give.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -199,6 +200,9 @@ class Matches:
     def count(self, kind: str) -> int:
         return int(np.sum(self.kind == kind))
 
+    def take(self, chosen: np.ndarray) -> Matches:
+        return Matches(*(getattr(self, f.name)[chosen] for f in dataclasses.fields(self)))
+
 
 def find_duplicates(
     prints: Fingerprints, near_bits: int = 6, near_correlation: float = 0.98
@@ -210,10 +214,8 @@ def find_duplicates(
     best: dict[int, tuple[int, float, int]] = {}
     for v in range(len(VARIANTS)):
         hashes = prints.phash[:, v]
-        a, b = _near_candidates(hashes, near_bits)
+        a, b = _near_candidates(hashes, near_bits)  # already within near_bits
         distance = np.bitwise_count(hashes[a] ^ hashes[b]).astype(np.int64)
-        close = distance <= near_bits
-        a, b, distance = a[close], b[close], distance[close]
         corr = _correlations(_standardised(prints.thumbs[:, v]), a, b)
         alike = corr >= near_correlation
         for i, j, d, c in zip(a[alike], b[alike], distance[alike], corr[alike], strict=True):
@@ -246,15 +248,8 @@ def find_overlap(
         np.concatenate([source.thumbs, target.thumbs]),
     )
     matches = find_duplicates(both, near_bits, near_correlation)
-    across = (matches.a < len(source)) & (matches.b >= len(source))
-    return Matches(
-        matches.a[across],
-        matches.b[across] - len(source),
-        matches.kind[across],
-        matches.hamming[across],
-        matches.correlation[across],
-        matches.variant[across],
-    )
+    across = matches.take((matches.a < len(source)) & (matches.b >= len(source)))
+    return dataclasses.replace(across, b=across.b - len(source))
 
 
 def matches_table(matches: Matches, files_a: list[str], files_b: list[str] | None = None):

@@ -221,18 +221,24 @@ def write_table2(
     config: dict[str, Any], run_files: list[str], sources: list[str], paths: dict[str, str]
 ) -> pd.DataFrame:
     """Table II in three formats plus the statistics behind its marks."""
-    from .stats import comparisons, run_intervals
+    from .stats import AucDraws, comparisons, run_intervals
 
     report = config["report"]
     runs = read_runs(run_files)
     summary = summarise(runs_frame(runs))
     grouped = group_runs(runs)
+    draws = AucDraws()  # each run's bootstrap AUCs, computed once for both tables
     stats = comparisons(
-        grouped, report["fe_method"], report["ft_method"], report["alpha"], report["correction"]
+        grouped,
+        report["fe_method"],
+        report["ft_method"],
+        report["alpha"],
+        report["correction"],
+        draws,
     )
     write_csv(summary, paths["csv"])
     write_csv(stats, paths["stats"])
-    write_csv(run_intervals(grouped), paths["stats_runs"])
+    write_csv(run_intervals(grouped, draws), paths["stats_runs"])
     table = layout(config, summary, sources, stats)
     notes = [marks_footnote(stats, report), overlap_footnote(runs)]
     notes = [n for n in notes if n]

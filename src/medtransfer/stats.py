@@ -176,10 +176,11 @@ def comparisons(
     ft: str,
     alpha: float = 0.05,
     correction: str = "holm",
+    draws: AucDraws | None = None,
 ) -> pd.DataFrame:
     """FT - FE per (target, source), and every (source, method) - No transfer per target;
     all of them one family for the multiple-comparison adjustment."""
-    draws = AucDraws()
+    draws = draws or AucDraws()
     rows = []
     targets = sorted({key[0] for key in runs})
     for target in targets:
@@ -211,10 +212,12 @@ def comparisons(
     return mark_comparisons(table, alpha, correction)
 
 
-def run_intervals(runs: dict[tuple[str, str, str], list[Run]]) -> pd.DataFrame:
+def run_intervals(
+    runs: dict[tuple[str, str, str], list[Run]], draws: AucDraws | None = None
+) -> pd.DataFrame:
     """Per run: a bootstrap 95 % interval of its test-set AUC (test images resampled; one
     trained network, so this is the test set's share of the uncertainty only)."""
-    draws = AucDraws()
+    draws = draws or AucDraws()
     rows = []
     for (target, source, method), group in sorted(runs.items()):
         for run in group:
