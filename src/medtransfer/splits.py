@@ -226,15 +226,13 @@ def leakage_counts(
     sit in two different splits, per pair of splits; plus examples of the groups that cross."""
     keys = meta.get("groups") or [None] * len(split_of)
     keyed = np.flatnonzero([k is not None for k in keys])
-    crossing_keys: dict[str, set[str]] = {}
+    splits_of_key: dict[str, set[str]] = {}
     for i in keyed:
         if split_of[i]:
-            crossing_keys.setdefault(keys[i], set()).add(split_of[i])
-    crossing = sorted(k for k, splits in crossing_keys.items() if len(splits) > 1)
-    per_key_split = {(keys[i], split_of[i]) for i in keyed if split_of[i]}
+            splits_of_key.setdefault(keys[i], set()).add(split_of[i])
+    crossing = sorted(k for k, splits in splits_of_key.items() if len(splits) > 1)
     group_pairs = {
-        f"{x}-{y}": sum(1 for k in crossing if (k, x) in per_key_split and (k, y) in per_key_split)
-        for x, y in SPLIT_PAIRS
+        f"{x}-{y}": sum(1 for k in crossing if {x, y} <= splits_of_key[k]) for x, y in SPLIT_PAIRS
     }
     return {
         "groups_crossing": group_pairs,
