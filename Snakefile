@@ -7,11 +7,13 @@
 #   audit     duplicates within a task, and     -> results/audit/{task}/pairs.csv,
 #             source images seen in a target       results/audit/overlap/{source}/{target}.csv
 #   split     grouped train/val/test, no leaks  -> results/splits/{task}/seed{seed}.json
-#   pretrain  VGG16 from scratch on a source    -> results/models/{source}/
-#   extract   frozen features of a target       -> results/features/{target}/{source}.npy
-#   finetune  retrain on a target's seed split  -> results/finetune/{target}/{source}/{variant}/seed{seed}/
-#   score     classifier + metrics of one run   -> results/runs/{target}/{source}/{method}/seed{seed}.json
-#   table2, figure, filters                     -> the paper's Table II, Figure 3, filter grids
+# Everything a network computes lies under its architecture ({arch}: vgg16, resnet50, ...):
+#   pretrain  a network from scratch on a source -> results/{arch}/models/{source}/
+#   extract   frozen features of a target       -> results/{arch}/features/{target}/{source}.npy
+#   finetune  retrain on a target's seed split  -> results/{arch}/finetune/{target}/{source}/{variant}/seed{seed}/
+#   score     classifier + metrics of one run   -> results/{arch}/runs/{target}/{source}/{method}/seed{seed}.json
+#   table2, figure, filters                     -> results/{arch}/: Table II, Figure 3, filter grids
+#   compare_architectures                       -> results/architectures.{csv,md,tex,png}
 import runpy
 
 from snakemake.utils import min_version, update_config
@@ -56,6 +58,7 @@ localrules:
     split,
     subsample,
     audit_report,
+    primary,
 
 
 rule all:

@@ -62,7 +62,7 @@ def test_full_width_vgg16_matches_keras_parameter_count_of_the_body():
 
 
 def test_image_size_below_32_is_refused():
-    with pytest.raises(ConfigError, match="image_size: 16"):
+    with pytest.raises(ConfigError, match="image_size: 16 px is below vgg16"):
         build_vgg16(16, 2)
 
 
@@ -71,9 +71,9 @@ def test_imagenet_offline_error_names_file_and_folder(tmp_path, monkeypatch):
     with pytest.raises(imagenet.WeightsUnavailable) as error:
         imagenet.fetch_weights(32)
     message = str(error.value)
-    assert imagenet.WEIGHTS_NOTOP in message
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
     assert str(tmp_path / "keras" / "models") in message
-    assert imagenet.WEIGHTS_TOP in imagenet.missing_message(224)
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels.h5" in imagenet.missing_message(224)
 
 
 def test_new_head_keeps_source_dense_weights_unless_asked():
@@ -210,11 +210,12 @@ def test_imagenet_weights_load_from_the_keras_cache(tmp_path, monkeypatch):
     folder.mkdir(parents=True)
     keras.utils.set_random_seed(3)
     reference = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
-    with h5py.File(folder / imagenet.WEIGHTS_NOTOP, "w") as handle:
+    notop = imagenet.weights_file(32).name
+    with h5py.File(folder / notop, "w") as handle:
         legacy_h5_format.save_weights_to_hdf5_group(handle, reference)
     path = imagenet.fetch_weights(32)
-    assert path == folder / imagenet.WEIGHTS_NOTOP
-    workflow_copy = tmp_path / "vgg16_32px.h5"  # the name fetch_imagenet gives its copy
+    assert path == folder / notop
+    workflow_copy = tmp_path / "weights_32px.h5"  # the name fetch_imagenet gives its copy
     workflow_copy.write_bytes(path.read_bytes())
     model = imagenet_vgg16(workflow_copy, 32)
     np.testing.assert_array_equal(

@@ -15,8 +15,8 @@ from .conftest import snakemake, snakemake_command, write_config
 
 pytestmark = pytest.mark.slow
 
-RUN = "results/runs/isic/none/ft-svm/seed0.json"
-CHECKPOINT = "results/checkpoints/finetune/isic/none/all/seed0/state.json"
+RUN = "results/{arch}/runs/isic/none/ft-svm/seed0.json"
+CHECKPOINT = "results/{arch}/checkpoints/finetune/isic/none/all/seed0/state.json"
 METRICS = (
     "auc_macro",
     "auc_per_class",
@@ -28,19 +28,23 @@ METRICS = (
 )
 
 
-def test_killed_finetune_resumes_to_identical_metrics(tmp_path, shared_data):
+# VGG16 as the paper; EfficientNetB0 for a network with batch norm, whose moving statistics
+# must resume too
+@pytest.mark.parametrize("arch", ["vgg16", "efficientnetb0"])
+def test_killed_finetune_resumes_to_identical_metrics(tmp_path, shared_data, arch):
+    run_file, checkpoint = RUN.format(arch=arch), CHECKPOINT.format(arch=arch)
     reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
     for folder in (reference_dir, killed_dir):
         folder.mkdir()
-        write_config(folder / "config.yaml", shared_data, "fault.yaml")
+        write_config(folder / "config.yaml", shared_data, "fault.yaml", architectures=[arch])
     snakemake(reference_dir, reference_dir / "config.yaml", "--cores", "2")
-    reference = json.loads((reference_dir / RUN).read_text())
+    reference = json.loads((reference_dir / run_file).read_text())
 
     command = snakemake_command(killed_dir, killed_dir / "config.yaml", "--cores", "2")
     job = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    state = killed_dir / CHECKPOINT
+    state = killed_dir / checkpoint
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and job.poll() is None:
         if state.is_file() and json.loads(state.read_text())["next_epoch"] >= 2:
@@ -50,7 +54,7 @@ def test_killed_finetune_resumes_to_identical_metrics(tmp_path, shared_data):
     os.killpg(job.pid, signal.SIGKILL)  # the node dies: Snakemake and its job at once
     job.wait()
     killed_at = json.loads(state.read_text())["next_epoch"]
-    assert 2 <= killed_at < 6 and not (killed_dir / RUN).exists()
+    assert 2 <= killed_at < 6 and not (killed_dir / run_file).exists()
 
     upstream = sorted((killed_dir / "results" / "prepared").rglob("*")) + sorted(
         (killed_dir / "results" / "splits").rglob("*.json")
@@ -59,20 +63,20 @@ def test_killed_finetune_resumes_to_identical_metrics(tmp_path, shared_data):
     snakemake(killed_dir, killed_dir / "config.yaml", "--unlock")
     snakemake(killed_dir, killed_dir / "config.yaml", "--cores", "2", "--rerun-incomplete")
 
-    log = (killed_dir / "logs/finetune/isic_none_all_seed0.log").read_text()
+    log = (killed_dir / f"logs/finetune/{arch}/isic_none_all_seed0.log").read_text()
     assert "resuming from checkpoint" in log and f"at epoch {killed_at + 1}" in log
-    resumed = json.loads((killed_dir / RUN).read_text())
+    resumed = json.loads((killed_dir / run_file).read_text())
     for key in METRICS:
         assert resumed[key] == reference[key], key
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps, "an upstream job re-ran"
-    assert not (killed_dir / CHECKPOINT).parent.exists(), "checkpoint left after completion"
+    assert not (killed_dir / checkpoint).parent.exists(), "checkpoint left after completion"
     leftovers = [p for p in (killed_dir / "results").rglob(".tmp-*")]
     assert not leftovers, leftovers
 
 
 def test_skipped_images_reach_the_run_json(small_grid):
     meta = json.loads((small_grid / "results/tasks/isic/32px/meta.json").read_text())
-    run = json.loads((small_grid / "results/runs/isic/none/fe-svm/seed0.json").read_text())
+    run = json.loads((small_grid / "results/vgg16/runs/isic/none/fe-svm/seed0.json").read_text())
     assert run["skipped_images"] == len(meta["skipped"])
 
 

@@ -44,7 +44,7 @@ def test_a_run_file_reads_back_as_written(tmp_path):
     data = record(versions={"keras": "3"}, epochs_run=4)
     write_run(tmp_path / "r.json", Run.from_json(data))
     written = json.loads((tmp_path / "r.json").read_text())
-    assert written == {**data, "train_fraction": 1.0, "leakage": {}}
+    assert written == {**data, "train_fraction": 1.0, "architecture": "vgg16", "leakage": {}}
     (run,) = read_runs([tmp_path / "r.json"])
     assert run.provenance == {"versions": {"keras": "3"}, "epochs_run": 4}
     assert run.file == str(tmp_path / "r.json") and run.key == ("isic", "none", "ft-svm")

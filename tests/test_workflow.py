@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,12 @@ README_COUNTS = {
         "NEUTROPHIL": 250 + 624,
     },
 }
+
+
+def run_json(workdir: Path, path: str) -> dict:
+    return json.loads((workdir / "results/vgg16/runs" / path).read_text())
+
+
 RUN_FIELDS = {
     "auc_macro",
     "auc_per_class",
@@ -77,7 +84,7 @@ def test_prepare_and_split_match_the_data_readme(tmp_path, shared_data):
 
 def test_small_grid_writes_every_run(small_grid):
     runs = [
-        p for p in (small_grid / "results" / "runs").rglob("seed*.json") if "_frac" not in p.name
+        p for p in (small_grid / "results/vgg16/runs").rglob("seed*.json") if "_frac" not in p.name
     ]
     assert len(runs) == 2 * 2 * 2 * 2
     for path in runs:
@@ -119,6 +126,8 @@ def test_dag_has_one_job_per_unit_of_work(tmp_path, shared_data):
         "finetune_fraction": 2,
         "score_fraction": 2,
         "learning_curve": 1,
+        # the first architecture's Table II (csv, md, tex) and Figure 3 as the grid's
+        "primary": 4,
         "all": 1,
     }
 
@@ -129,7 +138,7 @@ def test_adding_a_classifier_adds_only_score_jobs(small_grid, shared_data):
     )
     counts = job_counts(snakemake(small_grid, config, "-n", "--cores", "2").stdout)
     assert counts.pop("score") == 16
-    report_jobs = {"table2", "figure", "structural", "target_report", "analyse"}
+    report_jobs = {"table2", "figure", "structural", "target_report", "analyse", "primary"}
     assert set(counts) <= report_jobs | {"learning_curve", "all"}
 
 
@@ -141,7 +150,7 @@ def test_changed_settings_rerun_exactly_what_reads_them(small_grid, shared_data)
         report={"filters_per_layer": 4, "filter_steps": 5, "groups": {"Skin": ["isic"]}},
     )
     counts = job_counts(snakemake(small_grid, grouped, "-n", "--cores", "2").stdout)
-    assert set(counts) == {"table2", "figure", "structural", "analyse", "all"}
+    assert set(counts) == {"table2", "figure", "structural", "analyse", "primary", "all"}
     longer = write_config(
         small_grid / "epochs.yaml", shared_data, finetune={"epochs": 3, "batch_size": 32}
     )
@@ -149,7 +158,7 @@ def test_changed_settings_rerun_exactly_what_reads_them(small_grid, shared_data)
     assert counts.pop("finetune") == 8 and counts.pop("finetune_fraction") == 2
     assert counts.pop("score") == 8 and counts.pop("score_fraction") == 2  # the FT runs
     assert set(counts) == {"table2", "figure", "structural", "analyse", "target_report",
-                           "learning_curve", "all"}  # fmt: skip
+                           "learning_curve", "primary", "all"}  # fmt: skip
 
 
 def test_second_run_schedules_nothing(small_grid):
@@ -159,9 +168,9 @@ def test_second_run_schedules_nothing(small_grid):
 
 def test_rerun_gives_identical_metrics(small_grid, copy_of):
     workdir = copy_of(small_grid)
-    run = Path("results/runs/blood/natural/ft-svm/seed0.json")
+    run = Path("results/vgg16/runs/blood/natural/ft-svm/seed0.json")
     before = json.loads((workdir / run).read_text())
-    trained = workdir / "results/finetune/blood/natural/all/seed0/training.json"
+    trained = workdir / "results/vgg16/finetune/blood/natural/all/seed0/training.json"
     trained_at = trained.stat().st_mtime_ns
     snakemake(workdir, workdir / "config.yaml", "--cores", "2", str(run), "--forcerun", "finetune")
     after = json.loads((workdir / run).read_text())
@@ -184,12 +193,7 @@ def test_table2_matches_config_and_runs(small_grid):
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
     assert [r[0] for r in rows] == ["isic", "Differences", "blood", "Differences"]
     rows = [[cell.removesuffix(" ↑").removesuffix(" ↓") for cell in row] for row in rows]
-    aucs = [
-        json.loads((small_grid / f"results/runs/blood/natural/fe-svm/seed{s}.json").read_text())[
-            "auc_macro"
-        ]
-        for s in (0, 1)
-    ]
+    aucs = [run_json(small_grid, f"blood/natural/fe-svm/seed{s}.json")["auc_macro"] for s in (0, 1)]
     mean = sum(aucs) / 2
     assert rows[2][2] == f"{mean:.3f} ± {max(abs(a - mean) for a in aucs):.3f}"
     ft, fe = (float(rows[0][3].split(" ± ")[0]), float(rows[0][2].split(" ± ")[0]))
@@ -211,7 +215,7 @@ def test_table2_matches_config_and_runs(small_grid):
 
 def test_figure_data_matches_the_table(small_grid):
     assert (small_grid / "results/figure3.png").stat().st_size > 10_000
-    data = pd.read_csv(small_grid / "results/figure3.csv")
+    data = pd.read_csv(small_grid / "results/vgg16/figure3.csv")
     tidy = pd.read_csv(small_grid / "results/table2.csv")
     ft = tidy[(tidy.source == "natural") & (tidy.method == "ft-svm")]["mean"].mean()
     row = data[(data.source == "natural") & (data.kind == "FT")]
@@ -219,12 +223,14 @@ def test_figure_data_matches_the_table(small_grid):
 
 
 def test_filter_grids_exist_for_every_source_model(small_grid):
-    for name in ("block1_conv2", "block2_conv2", "block3_conv1", "kernels"):
-        assert (small_grid / f"results/filters/natural/{name}.png").is_file()
-    structural = pd.read_csv(small_grid / "results/filters/structural.csv")
+    folder = small_grid / "results/vgg16/filters/natural"
+    for name in ("block1_conv2", "block2_conv2", "block3_conv1"):
+        assert (folder / "layers" / f"{name}.png").is_file()
+    assert (folder / "kernels.png").is_file()
+    structural = pd.read_csv(small_grid / "results/vgg16/filters/structural.csv")
     assert list(structural.source) == ["natural"]
     assert 0 <= structural.structural_percent.iloc[0] <= 100
-    null = json.loads((small_grid / "results/filters/none/structural.json").read_text())
+    null = json.loads((small_grid / "results/vgg16/filters/none/structural.json").read_text())
     assert structural.untrained_percent.iloc[0] == pytest.approx(
         null["structural_percent"], abs=1e-4
     )  # the CSV holds 4 decimals
@@ -235,9 +241,9 @@ def test_filter_grids_exist_for_every_source_model(small_grid):
 
 def test_one_target_table_schedules_only_that_target(tmp_path, shared_data):
     config = write_config(tmp_path / "c.yaml", shared_data)
-    out = snakemake(tmp_path, config, "-n", "--cores", "2", "results/isic/table2.csv").stdout
+    out = snakemake(tmp_path, config, "-n", "--cores", "2", "results/vgg16/isic/table2.csv").stdout
     assert "/blood/" not in out and "target=blood" not in out and "task=blood" not in out
-    assert "results/runs/isic/natural/ft-svm/seed1.json" in out
+    assert "results/vgg16/runs/isic/natural/ft-svm/seed1.json" in out
 
 
 def test_html_report(small_grid, copy_of):
@@ -253,30 +259,25 @@ def test_stats_recompute_an_interval_and_a_difference(small_grid):
     from medtransfer.runs import Run
     from medtransfer.stats import AucDraws
 
-    per_run = pd.read_csv(small_grid / "results/stats_runs.csv")
+    per_run = pd.read_csv(small_grid / "results/vgg16/stats_runs.csv")
     row = per_run[
         (per_run.target == "blood")
         & (per_run.source == "natural")
         & (per_run.method == "ft-svm")
         & (per_run.seed == 1)
     ].iloc[0]
-    run = json.loads((small_grid / "results/runs/blood/natural/ft-svm/seed1.json").read_text())
+    run = run_json(small_grid, "blood/natural/ft-svm/seed1.json")
     low, high = np.nanpercentile(AucDraws()(Run.from_json(run)), [2.5, 97.5])
     assert (row.ci_low, row.ci_high) == pytest.approx((low, high), abs=1e-6)
     assert low < run["auc_macro"] < high
-    stats = pd.read_csv(small_grid / "results/stats.csv")
+    stats = pd.read_csv(small_grid / "results/vgg16/stats.csv")
     diff = stats[
         (stats.target == "blood")
         & (stats.source == "natural")
         & (stats.comparison == "ft-svm - fe-svm")
     ].iloc[0]
     aucs = {
-        m: [
-            json.loads((small_grid / f"results/runs/blood/natural/{m}/seed{s}.json").read_text())[
-                "auc_macro"
-            ]
-            for s in (0, 1)
-        ]
+        m: [run_json(small_grid, f"blood/natural/{m}/seed{s}.json")["auc_macro"] for s in (0, 1)]
         for m in ("ft-svm", "fe-svm")
     }
     expected = sum(a - b for a, b in zip(aucs["ft-svm"], aucs["fe-svm"], strict=True)) / 2
@@ -290,7 +291,7 @@ def test_stats_recompute_an_interval_and_a_difference(small_grid):
 
 
 def test_per_target_report(small_grid):
-    folder = small_grid / "results" / "blood"
+    folder = small_grid / "results" / "vgg16" / "blood"
     for name in ("roc.png", "confusion.png", "training_curves.png", "classification_report.txt"):
         assert (folder / name).stat().st_size > 0, name
     f1 = pd.read_csv(folder / "f1.csv")
@@ -301,7 +302,7 @@ def test_per_target_report(small_grid):
         "NEUTROPHIL",
     ]
     runs = [
-        json.loads((small_grid / f"results/runs/blood/none/fe-svm/seed{s}.json").read_text())
+        json.loads((small_grid / f"results/vgg16/runs/blood/none/fe-svm/seed{s}.json").read_text())
         for s in (0, 1)
     ]
     row = f1[(f1.source == "none") & (f1.method == "fe-svm")].iloc[0]
@@ -314,16 +315,16 @@ def test_similarity_and_data_per_class(small_grid):
 
     from medtransfer.analysis import rank_correlation, sample_distance
 
-    folder = small_grid / "results" / "analysis"
+    folder = small_grid / "results" / "vgg16" / "analysis"
     similarity = pd.read_csv(folder / "similarity.csv")
     assert set(zip(similarity.source, similarity.target, strict=True)) == {
         ("natural", "isic"),
         ("natural", "blood"),
     }
     row = similarity[similarity.target == "blood"].iloc[0]
-    source = np.load(small_grid / "results/models/natural/features.npy")
-    info = json.loads((small_grid / "results/models/natural/source.json").read_text())
-    target = np.load(small_grid / "results/features/blood/natural.npy")
+    source = np.load(small_grid / "results/vgg16/models/natural/features.npy")
+    info = json.loads((small_grid / "results/vgg16/models/natural/source.json").read_text())
+    target = np.load(small_grid / "results/vgg16/features/blood/natural.npy")
     meta = json.loads((small_grid / "results/tasks/blood/32px/meta.json").read_text())
     distance, n, components = sample_distance(
         source, np.array(info["feature_sample_labels"]), target, np.array(meta["labels"])
@@ -336,7 +337,7 @@ def test_similarity_and_data_per_class(small_grid):
             sum(
                 json.loads(
                     (
-                        small_grid / f"results/runs/blood/{source_name}/ft-svm/seed{s}.json"
+                        small_grid / f"results/vgg16/runs/blood/{source_name}/ft-svm/seed{s}.json"
                     ).read_text()
                 )["auc_macro"]
                 for s in (0, 1)
@@ -360,16 +361,33 @@ def test_similarity_and_data_per_class(small_grid):
 
 
 def test_learning_curve(small_grid):
-    curve = pd.read_csv(small_grid / "results/analysis/learning_curves.csv")
+    curve = pd.read_csv(small_grid / "results/vgg16/analysis/learning_curves.csv")
     assert sorted(curve.fraction) == [0.5, 1.0]
-    half = json.loads((small_grid / "results/runs/isic/none/ft-svm/seed0_frac0.5.json").read_text())
-    full = json.loads((small_grid / "results/runs/isic/none/ft-svm/seed0.json").read_text())
+    half = run_json(small_grid, "isic/none/ft-svm/seed0_frac0.5.json")
+    full = run_json(small_grid, "isic/none/ft-svm/seed0.json")
     assert half["train_fraction"] == 0.5 and half["sizes"]["test"] == full["sizes"]["test"]
     assert abs(half["sizes"]["train"] - full["sizes"]["train"] / 2) <= 2
-    assert (small_grid / "results/analysis/learning_curves.png").stat().st_size > 10_000
+    assert (small_grid / "results/vgg16/analysis/learning_curves.png").stat().st_size > 10_000
 
 
 PAPER_CONFIG_JOBS = {
+    # fok2019 on three networks: every network-dependent job three times (the README's
+    # count); data, splits and the audit once
+    "architectures": {
+        "fetch_imagenet": 3,
+        "prepare": 6,
+        "select": 8,
+        "audit": 8,
+        "audit_overlap": 19,
+        "split": 19,
+        "pretrain": 12,
+        "extract": 87,
+        "finetune": 261,
+        "score": 522,
+        "filters": 18,
+        "table2": 3,
+        "compare_architectures": 1,
+    },
     # 6 sources (none, imagenet, 4 trained) x 5 targets less chest -> chest = 29 pairs;
     # 8 tasks on 6 datasets (the three ISIC tasks share one); splits: 5 targets x 3 seeds +
     # 4 pretraining splits (chest's seed 0 differs from its target seeds 1-3)
@@ -464,11 +482,12 @@ def units(jobs, rule: str, *keys: str) -> list[tuple[str, ...]]:
     return [tuple(w[k] for k in keys) for r, w in jobs if r == rule]
 
 
-@pytest.mark.parametrize("name", ["fok2019", "pal2016"])
+@pytest.mark.parametrize("name", ["fok2019", "pal2016", "architectures"])
 def test_no_work_is_planned_twice(paper_dry_runs, name):
-    """Each dataset decoded once per size, each source trained once, features of a
-    (source, target) extracted once for all seeds and classifiers."""
+    """Each dataset decoded once per size, each source trained once per architecture,
+    features of a (source, target) extracted once for all seeds and classifiers."""
     config = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
+    archs = config.get("architectures", ["vgg16"])
     jobs = planned_jobs(paper_dry_runs[name])
     prepared = units(jobs, "prepare", "dataset", "size")
     used = {config["tasks"][t]["dataset"] for t in [*config["targets"], *config["sources"]]
@@ -476,14 +495,91 @@ def test_no_work_is_planned_twice(paper_dry_runs, name):
     assert sorted(prepared) == sorted((d, str(config["image_size"])) for d in used)
     folders = [config["datasets"][d]["path"] for d, _ in prepared]
     assert len(folders) == len(set(folders)), "one download prepared under two names"
-    trained = units(jobs, "pretrain", "trained")
+    trained = units(jobs, "pretrain", "arch", "trained")
     assert len(trained) == len(set(trained))
-    assert {t for (t,) in trained} == set(config["sources"]) & set(config["tasks"])
-    extracted = units(jobs, "extract", "source", "target")
+    assert set(trained) == {(a, t) for a in archs for t in config["sources"]
+                            if t in config["tasks"]}  # fmt: skip
+    extracted = units(jobs, "extract", "arch", "source", "target")
     assert len(extracted) == len(set(extracted))
     fe_runs = [
-        (w["source"], w["target"])
+        (w["arch"], w["source"], w["target"])
         for r, w in jobs
         if r == "score" and w["method"].startswith("fe-")
     ]
     assert set(extracted) == set(fe_runs) and len(fe_runs) > len(extracted)
+
+
+SECOND_ARCHITECTURE = {"name": "efficientnetb0", "targets": ["blood"]}
+
+
+@pytest.fixture(scope="module")
+def two_architectures(small_grid, shared_data, tmp_path_factory) -> Path:
+    """The small grid with EfficientNetB0 on the blood target added: only its jobs run."""
+    workdir = tmp_path_factory.mktemp("two_architectures") / "grid"
+    shutil.copytree(small_grid, workdir, symlinks=True)
+    vgg_runs = sorted((workdir / "results/vgg16/runs").rglob("*.json"))
+    stamps = {path: path.stat().st_mtime_ns for path in vgg_runs}
+    config = write_config(
+        workdir / "two.yaml", shared_data, architectures=["vgg16", SECOND_ARCHITECTURE]
+    )
+    snakemake(workdir, config, "--cores", "2", timeout=900)
+    assert {p: p.stat().st_mtime_ns for p in vgg_runs} == stamps, "a VGG16 run was redone"
+    return workdir
+
+
+def test_second_architecture_writes_its_own_runs(two_architectures):
+    runs = sorted((two_architectures / "results/efficientnetb0/runs").rglob("seed*.json"))
+    # blood x (none, natural) x (fe-svm, ft-svm) x 2 seeds
+    assert len(runs) == 8
+    for path in runs:
+        run = json.loads(path.read_text())
+        assert run["architecture"] == "efficientnetb0" and run["target"] == "blood"
+        assert run["feature_layer"] == "avg_pool"
+        assert 0.0 <= run["auc_macro"] <= 1.0
+    info = json.loads(
+        (two_architectures / "results/efficientnetb0/models/natural/source.json").read_text()
+    )
+    assert info["architecture"] == "efficientnetb0"
+    table = pd.read_csv(two_architectures / "results/efficientnetb0/table2.csv")
+    assert set(table.target) == {"blood"}
+    assert (two_architectures / "results/efficientnetb0/filters/natural/kernels.png").is_file()
+
+
+def test_cross_architecture_table_is_recomputed_from_the_runs(two_architectures):
+    gains = pd.read_csv(two_architectures / "results/architectures.csv")
+    assert set(zip(gains.architecture, gains.source, strict=True)) == {
+        ("vgg16", "natural"),
+        ("efficientnetb0", "natural"),
+    }
+
+    def mean_auc(arch, target, source):
+        files = (two_architectures / f"results/{arch}/runs/{target}/{source}/ft-svm").glob(
+            "seed?.json"
+        )
+        return np.mean([json.loads(f.read_text())["auc_macro"] for f in files])
+
+    for arch, targets in (("vgg16", ["isic", "blood"]), ("efficientnetb0", ["blood"])):
+        expected = np.mean([mean_auc(arch, t, "natural") - mean_auc(arch, t, "none")
+                            for t in targets])  # fmt: skip
+        row = gains[(gains.architecture == arch) & (gains.source == "natural")].iloc[0]
+        assert row.ft_gain == pytest.approx(expected, abs=1e-6)
+        assert row.n_targets == len(targets)
+        markdown = (two_architectures / "results/architectures.md").read_text()
+        assert f"| {arch} | {expected:+.3f} |" in markdown
+    assert "\\begin{tabular}" in (two_architectures / "results/architectures.tex").read_text()
+    assert (two_architectures / "results/architectures.png").stat().st_size > 10_000
+    # the grid's Table II is the first architecture's
+    assert (two_architectures / "results/table2.csv").read_bytes() == (
+        two_architectures / "results/vgg16/table2.csv"
+    ).read_bytes()
+
+
+def test_one_architecture_table_schedules_only_that_architecture(tmp_path, shared_data):
+    config = write_config(
+        tmp_path / "c.yaml", shared_data, architectures=["vgg16", SECOND_ARCHITECTURE]
+    )
+    out = snakemake(
+        tmp_path, config, "-n", "--cores", "2", "results/efficientnetb0/table2.csv"
+    ).stdout
+    assert "results/vgg16/" not in out and "arch=vgg16" not in out
+    assert "results/efficientnetb0/runs/blood/natural/ft-svm/seed1.json" in out

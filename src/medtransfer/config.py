@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from .architectures import DEFAULT_ARCHITECTURE, UnknownArchitecture, architecture
+
 NO_SOURCE = "none"
 IMAGENET = "imagenet"
 SPECIAL_SOURCES = (NO_SOURCE, IMAGENET)
@@ -116,8 +118,62 @@ def check_config(config: dict[str, Any]) -> None:
         parse_method(name)
     if config["image_size"] < MIN_IMAGE_SIZE:
         raise ConfigError(f"image_size: {config['image_size']} is below VGG16's minimum of 32")
+    _check_architectures(config)
     if len(set(config["seeds"])) != len(config["seeds"]):
         raise ConfigError(f"seeds: repeated seed in {config['seeds']}")
+
+
+GRID_KEYS = ("sources", "targets", "methods", "seeds")
+
+
+def architecture_grids(config: dict[str, Any]) -> dict[str, dict[str, list]]:
+    """{architecture: its sources, targets, methods and seeds}: the config's lists, or the
+    subsets an `architectures` entry names (a second network on part of the grid)."""
+    grids = {}
+    for entry in config.get("architectures") or [DEFAULT_ARCHITECTURE]:
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        grids[entry["name"]] = {key: list(entry.get(key, config[key])) for key in GRID_KEYS}
+    return grids
+
+
+def _check_architectures(config: dict[str, Any]) -> None:
+    entries = config.get("architectures") or [DEFAULT_ARCHITECTURE]
+    names = [e if isinstance(e, str) else e["name"] for e in entries]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"architectures: {', '.join(repeated)} listed more than once")
+    for name in names:
+        spec = architecture_spec(name)
+        if config["image_size"] < spec.min_size:
+            raise ConfigError(
+                f"image_size: {config['image_size']} px is below {name}'s minimum of "
+                f"{spec.min_size} (architectures)"
+            )
+        if name in config["tasks"]:
+            raise ConfigError(f"tasks.{name}: a task may not be named like an architecture")
+    for name, grid in architecture_grids(config).items():
+        for key in GRID_KEYS:
+            extra = [v for v in grid[key] if v not in config[key]]
+            if extra:
+                raise ConfigError(
+                    f"architectures.{name}.{key}: {extra} not in the config's {key} "
+                    f"({config[key]}); an architecture runs a part of the grid"
+                )
+        randhead = [m for m in grid["methods"] if parse_method(m).variant
+                    and parse_method(m).variant.endswith("-randhead")]  # fmt: skip
+        if randhead and not architecture_spec(name).has_dense_head:
+            raise ConfigError(
+                f"methods: {randhead[0]} re-initialises VGG16's dense layers; {name} has "
+                "none (list it under architectures with methods that leave it out)"
+            )
+
+
+def architecture_spec(name: str):
+    try:
+        return architecture(name)
+    except UnknownArchitecture as error:
+        raise ConfigError(str(error)) from None
 
 
 def _check_groups(name: str, spec: dict[str, Any]) -> None:
@@ -162,24 +218,30 @@ class Run:
     source: str
     method: Method
     seed: int
+    arch: str = DEFAULT_ARCHITECTURE
 
 
-def grid_runs(config: dict[str, Any], sources: list[str] | None = None) -> list[Run]:
-    """Every (target, source, method, seed) the config asks for.
+def grid_runs(
+    config: dict[str, Any],
+    sources: list[str] | None = None,
+    arch: str = DEFAULT_ARCHITECTURE,
+) -> list[Run]:
+    """Every (target, source, method, seed) the config asks for on one architecture.
 
     Pixel baselines use no network, so they run once per target under source 'none'.
     Runs whose source and target share a dataset are left out (the paper's N.A.).
     """
+    grid = architecture_grids(config).get(arch) or {k: config[k] for k in GRID_KEYS}
     runs = []
-    for target in config["targets"]:
-        for source in sources if sources is not None else config["sources"]:
-            if same_data(config, source, target):
+    for target in grid["targets"]:
+        for source in grid["sources"] if sources is None else sources:
+            if source not in grid["sources"] or same_data(config, source, target):
                 continue
-            for name in config["methods"]:
+            for name in grid["methods"]:
                 method = parse_method(name)
                 if method.kind == "pixels" and source != NO_SOURCE:
                     continue
-                runs.extend(Run(target, source, method, seed) for seed in config["seeds"])
+                runs.extend(Run(target, source, method, seed, arch) for seed in grid["seeds"])
     return runs
 
 

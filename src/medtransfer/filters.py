@@ -84,8 +84,8 @@ def save_grid(images: np.ndarray, path: str, title: str) -> None:
     plt.close(fig)
 
 
-def first_layer_kernels(model: Any) -> np.ndarray:
-    kernels = model.get_layer("block1_conv1").get_weights()[0]  # (3, 3, 3, C)
+def first_layer_kernels(model: Any, layer: str = "block1_conv1") -> np.ndarray:
+    kernels = model.get_layer(layer).get_weights()[0]  # (k, k, 3, C)
     tiles = np.moveaxis(kernels, -1, 0)
     low = tiles.min(axis=(1, 2, 3), keepdims=True)
     high = tiles.max(axis=(1, 2, 3), keepdims=True)
@@ -100,6 +100,7 @@ def visualise_source(
     steps: int,
     grid_paths: dict[str, str],
     kernels_path: str,
+    first_conv: str = "block1_conv1",
 ) -> dict[str, Any]:
     """Write one grid per layer and the kernel grid; return the structural scores."""
     scores: dict[str, list[float]] = {}
@@ -110,7 +111,8 @@ def visualise_source(
         shown = to_display(maximise_activations(model, layer, n_filters, steps))
         scores[layer] = [structural_score(img) for img in shown]
         save_grid(shown, grid_paths[layer], f"{source}: {layer} (activation maximisation)")
-    save_grid(first_layer_kernels(model), kernels_path, f"{source}: block1_conv1 kernels")
+    kernels = first_layer_kernels(model, first_conv)
+    save_grid(kernels, kernels_path, f"{source}: {first_conv} kernels")
     flat = [s for values in scores.values() for s in values]
     return {
         "source": source,

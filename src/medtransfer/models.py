@@ -1,7 +1,8 @@
-"""VGG16 as the paper uses it, at any input size >= 32 px and any width.
+"""The networks: VGG16 as the paper uses it (any input size >= 32 px, any width), and the
+other architectures of `architectures` built from Keras' applications.
 
-Layer names are Keras' own (block1_conv1 ... block5_pool, flatten, fc1, fc2, predictions), so
-feature layers and freezing are named the same for every source.
+Layer names are Keras' own (VGG16: block1_conv1 ... block5_pool, flatten, fc1, fc2,
+predictions), so feature layers and freezing are named the same for every source.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from .architectures import DEFAULT_ARCHITECTURE, Architecture, architecture
 from .config import ConfigError
 from .imagenet import uses_top
 
@@ -26,6 +28,8 @@ DENSE_UNITS = 4096
 SCRATCH_INIT = "he_normal"
 POOLED_LAYER = "block5_gap"  # ImageNet VGG16 below 224 px: no dense layers, pooled block5
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, of images scaled to [0, 1]
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @keras.saving.register_keras_serializable(package="medtransfer")
@@ -35,6 +39,20 @@ class CaffePreprocess(layers.Layer):
     def call(self, inputs):
         bgr = keras.ops.flip(keras.ops.cast(inputs, self.compute_dtype), axis=-1)
         return bgr - keras.ops.convert_to_tensor(CAFFE_MEAN_BGR, dtype=self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="medtransfer")
+class TorchPreprocess(layers.Layer):
+    """Keras' 'torch' ImageNet preprocessing (DenseNet) inside the model: scale to [0, 1],
+    then standardise each RGB channel."""
+
+    def call(self, inputs):
+        x = keras.ops.cast(inputs, self.compute_dtype) / 255.0
+        mean = keras.ops.convert_to_tensor(IMAGENET_MEAN, dtype=self.compute_dtype)
+        return (x - mean) / keras.ops.convert_to_tensor(IMAGENET_STD, dtype=self.compute_dtype)
+
+
+PREPROCESSING = {"caffe": CaffePreprocess, "torch": TorchPreprocess}
 
 
 def scaled(units: int, width: float) -> int:
@@ -51,14 +69,12 @@ def _head(x, n_classes: int, width: float, dense: bool = True):
                 kernel_initializer=SCRATCH_INIT,
                 name=name,
             )(x)
-    # float32 softmax keeps mixed-precision training stable
-    return layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return _predictions(x, n_classes)
 
 
 def build_vgg16(image_size: int, n_classes: int, width: float = 1.0) -> keras.Model:
     """VGG16 with random weights (seed them with keras.utils.set_random_seed first)."""
-    if image_size < 32:
-        raise ConfigError(f"image_size: {image_size} px is below VGG16's minimum of 32")
+    check_size(architecture("vgg16"), image_size)
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = layers.Rescaling(1.0 / 255, name="preprocess")(inputs)
     for block, (convs, channels) in enumerate(BLOCKS, start=1):
@@ -86,12 +102,68 @@ def imagenet_vgg16(weights_path: str | Path, image_size: int) -> keras.Model:
         weights=str(weights_path), include_top=top, input_shape=(image_size, image_size, 3)
     )
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = CaffePreprocess(name="preprocess")(inputs)
+    x = CaffePreprocess(name="preprocess", dtype="float32")(inputs)
     for layer in base.layers[1:]:
         x = layer(x)
     if not top:
         x = layers.GlobalAveragePooling2D(name=POOLED_LAYER)(x)
     return keras.Model(inputs, x, name="vgg16_imagenet")
+
+
+def check_size(arch: Architecture, image_size: int) -> None:
+    if image_size < arch.min_size:
+        raise ConfigError(
+            f"image_size: {image_size} px is below {arch.name}'s minimum of {arch.min_size}"
+        )
+
+
+def keras_body(arch: Architecture, image_size: int, weights: str | None) -> keras.Model:
+    """A Keras application without its classifier, globally average-pooled, with the family's
+    ImageNet preprocessing inside: one flat model whose layers carry Keras' own names."""
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = inputs
+    if arch.preprocessing in PREPROCESSING:
+        x = PREPROCESSING[arch.preprocessing](name="preprocess", dtype="float32")(x)
+    body = getattr(keras.applications, arch.keras_name)(
+        weights=weights, include_top=False, input_tensor=x, pooling="avg"
+    )
+    if arch.feature_layer not in [layer.name for layer in body.layers]:
+        # ConvNeXt's pooled features pass a LayerNormalization with an automatic name
+        body.layers[-1].name = arch.feature_layer
+    if arch.name == "efficientnetb0":
+        _efficientnet_imagenet_normalisation(body)
+    return keras.Model(inputs, body.output, name=arch.name)
+
+
+def _efficientnet_imagenet_normalisation(model: keras.Model) -> None:
+    """Keras' EfficientNet normalises by stddev**1.5 (an extra Rescaling it adds only for
+    weights='imagenet', not for a weights file or random init); a variance of stddev**3 in
+    its Normalization layer gives the same numbers for every source."""
+    norm = next(la for la in model.layers if isinstance(la, layers.Normalization))
+    count = norm.get_weights()[2]
+    std = np.asarray(IMAGENET_STD, dtype=np.float32)
+    norm.set_weights([np.asarray(IMAGENET_MEAN, dtype=np.float32), std**3, count])
+    norm.finalize_state()  # the layer normalises with copies made from its weights
+
+
+def build_network(arch: str, image_size: int, n_classes: int, width: float = 1.0) -> keras.Model:
+    """An architecture with random weights and a softmax for n_classes (seed them with
+    keras.utils.set_random_seed first). `width` scales VGG16 only."""
+    spec = architecture(arch)
+    if spec.name == "vgg16":
+        return build_vgg16(image_size, n_classes, width)
+    check_size(spec, image_size)
+    body = keras_body(spec, image_size, None)
+    return keras.Model(body.input, _predictions(body.output, n_classes), name=spec.name)
+
+
+def imagenet_network(arch: str, weights_path: str | Path, image_size: int) -> keras.Model:
+    """An architecture with Keras' ImageNet weights, without its ImageNet classifier."""
+    spec = architecture(arch)
+    if spec.name == "vgg16":
+        return imagenet_vgg16(weights_path, image_size)
+    check_size(spec, image_size)
+    return keras_body(spec, image_size, str(weights_path))
 
 
 def load_source(path: str | Path, image_size: int) -> keras.Model:
@@ -107,19 +179,24 @@ def load_source(path: str | Path, image_size: int) -> keras.Model:
 
 
 def source_network(
-    source: str, path: str | Path | None, image_size: int, width: float, seed: int
+    source: str,
+    path: str | Path | None,
+    image_size: int,
+    width: float,
+    seed: int,
+    arch: str = DEFAULT_ARCHITECTURE,
 ) -> keras.Model:
-    """The network a source provides: VGG16 at random init ('none', seeded), Keras' ImageNet
-    weights ('imagenet'), or a network trained by `pretrain` (any task name)."""
+    """The network a source provides: the architecture at random init ('none', seeded),
+    Keras' ImageNet weights ('imagenet'), or a network trained by `pretrain` (any task)."""
     from .config import IMAGENET, NO_SOURCE
 
     if source == NO_SOURCE:
         keras.utils.set_random_seed(seed)
-        return build_vgg16(image_size, 2, width)
+        return build_network(arch, image_size, 2, width)
     if path is None:
         raise ConfigError(f"source {source!r} needs its weights or model file")
     if source == IMAGENET:
-        return imagenet_vgg16(path, image_size)
+        return imagenet_network(arch, path, image_size)
     return load_source(path, image_size)
 
 
@@ -132,28 +209,45 @@ def save_model(model: keras.Model, path: str | Path) -> None:
         keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
 
 
-def feature_layer_name(model: keras.Model, requested: str) -> str:
+def feature_layer_name(model: keras.Model, requested: str, arch: str = DEFAULT_ARCHITECTURE) -> str:
+    """The configured feature layer where the network has it (VGG16's fc2), else the
+    architecture's pooled last stage."""
     names = [layer.name for layer in model.layers]
     if requested in names:
         return requested
-    if POOLED_LAYER in names:
-        log.info(
-            "feature layer %s does not exist in %s; using %s", requested, model.name, POOLED_LAYER
-        )
-        return POOLED_LAYER
+    pooled = POOLED_LAYER if arch == "vgg16" else architecture(arch).feature_layer
+    if pooled in names:
+        log.info("feature layer %s does not exist in %s; using %s", requested, model.name, pooled)
+        return pooled
     raise ConfigError(
         f"feature_layer: {model.name} has no layer {requested!r}; layers: {', '.join(names)}"
     )
 
 
+def _predictions(x, n_classes: int):
+    # float32 softmax keeps mixed-precision training stable
+    return layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
+
+
 def with_new_head(
-    model: keras.Model, n_classes: int, width: float, random_dense: bool = False
+    model: keras.Model,
+    n_classes: int,
+    width: float,
+    random_dense: bool = False,
+    arch: str = DEFAULT_ARCHITECTURE,
 ) -> keras.Model:
     """The source network with a fresh softmax for the target's classes.
 
-    By default fc1/fc2 keep the source's learned weights; `random_dense` re-initialises them
-    (Pal's comparison of random vs learned dense weights).
+    By default VGG16's fc1/fc2 keep the source's learned weights; `random_dense`
+    re-initialises them (Pal's comparison of random vs learned dense weights). The other
+    architectures have no dense layers: the softmax sits on their pooled features.
     """
+    spec = architecture(arch)
+    if not spec.has_dense_head:
+        if random_dense:
+            raise ConfigError(f"methods: -randhead needs dense layers; {arch} has none")
+        pooled = model.get_layer(spec.feature_layer).output
+        return keras.Model(model.input, _predictions(pooled, n_classes), name=f"{arch}_finetune")
     names = [layer.name for layer in model.layers]
     if "fc2" in names and not random_dense:
         return keras.Model(
@@ -170,17 +264,21 @@ def with_new_head(
     )
 
 
-FREEZE_BLOCKS = {"all": None, "last": {5}, "first": {1}, "firstlast": {1, 5}}
+def trainable_stages(variant: str, n_stages: int) -> set[int] | None:
+    """The stages a fine-tuning variant trains; None: all of them."""
+    mode = variant.removesuffix("-randhead")
+    return {"all": None, "last": {n_stages}, "first": {1}, "firstlast": {1, n_stages}}[mode]
 
 
-def set_trainable(model: keras.Model, variant: str) -> None:
-    """Freeze all conv blocks except those the variant names; dense layers always train."""
-    blocks = FREEZE_BLOCKS[variant.removesuffix("-randhead")]
+def set_trainable(model: keras.Model, variant: str, arch: str = DEFAULT_ARCHITECTURE) -> None:
+    """Freeze every stage the variant does not name; the head always trains. A frozen
+    batch-norm layer also runs in inference mode (Keras 3 ties both to `trainable`), so its
+    moving statistics stay the source's."""
+    spec = architecture(arch)
+    stages = trainable_stages(variant, spec.n_stages)
     for layer in model.layers:
-        if blocks is None or not layer.name.startswith("block"):
-            layer.trainable = True
-        else:
-            layer.trainable = int(layer.name[5]) in blocks
+        stage = spec.stage_of(layer.name)
+        layer.trainable = stages is None or stage is None or stage in stages
 
 
 def feature_model(model: keras.Model, layer: str) -> keras.Model:
@@ -201,9 +299,13 @@ def predict_in_chunks(
 
 
 def sample_features(
-    model: keras.Model, images: np.ndarray, requested: str, rows: np.ndarray
+    model: keras.Model,
+    images: np.ndarray,
+    requested: str,
+    rows: np.ndarray,
+    arch: str = DEFAULT_ARCHITECTURE,
 ) -> np.ndarray:
     """Features of the chosen images (source-target similarity needs a sample of the
     source's images, not all of them)."""
-    layer = feature_layer_name(model, requested)
+    layer = feature_layer_name(model, requested, arch)
     return predict_in_chunks(feature_model(model, layer), images, rows=np.asarray(rows))

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .architectures import DEFAULT_ARCHITECTURE
 from .config import NO_SOURCE
 from .io import read_json, write_json
 
@@ -45,6 +46,7 @@ class Run:
     test_labels: list[int]
     test_scores: list[list[float]]
     train_fraction: float = 1.0
+    architecture: str = DEFAULT_ARCHITECTURE  # records before architectures existed: VGG16
     leakage: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     file: str = ""
@@ -102,6 +104,7 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
+                "architecture": r.architecture,
                 "target": r.target,
                 "source": r.source,
                 "method": r.method,
@@ -115,8 +118,8 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
             }
             for r in runs
         ],
-        columns=["target", "source", "method", "seed", "auc", "accuracy", "f1_macro",
-                 "fraction", "n_train", "file"],
+        columns=["architecture", "target", "source", "method", "seed", "auc", "accuracy",
+                 "f1_macro", "fraction", "n_train", "file"],
     )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from snakemake.utils import validate
 # it is not installed (conda envs that hold only its dependencies) or another one is.
 from medtransfer import config as mtc
 from medtransfer import imagenet
+from medtransfer.architectures import architecture
 from medtransfer.download import lands_as_folder
 
 ENV = "../../envs/medtransfer.yaml"
@@ -20,26 +21,31 @@ SIZE = config["image_size"]
 
 TASKS = list(config["tasks"])
 TRAINED_SOURCES = mtc.trained_sources(config)
+# The networks of the grid, each with the part of the grid it runs (all of it by default).
+ARCH_GRIDS = mtc.architecture_grids(config)
+ARCHS = list(ARCH_GRIDS)
 
 
-def active_sources():
-    """The configured sources, less ImageNet where its weights are absent and may be skipped."""
-    sources = list(config["sources"])
+def active_sources(arch):
+    """An architecture's sources, less ImageNet where its weights are absent and may be
+    skipped."""
+    sources = list(ARCH_GRIDS[arch]["sources"])
     settings = config["imagenet"]
     if mtc.IMAGENET in sources and settings["when_missing"] == "skip":
-        if imagenet.cached_weights(SIZE, settings["weights_dir"]) is None:
+        if imagenet.cached_weights(SIZE, settings["weights_dir"], arch) is None:
+            missing = imagenet.missing_message(SIZE, settings["weights_dir"], arch)
             logger.warning(
-                "imagenet source left out of this grid (imagenet.when_missing: skip): "
-                + imagenet.missing_message(SIZE, settings["weights_dir"])
+                f"imagenet source left out of the {arch} grid "
+                f"(imagenet.when_missing: skip): {missing}"
             )
             sources.remove(mtc.IMAGENET)
     return sources
 
 
-SOURCES = active_sources()
-RUNS = mtc.grid_runs(config, SOURCES)
+SOURCES_OF = {arch: active_sources(arch) for arch in ARCHS}
+SOURCES = [s for s in config["sources"] if any(s in v for v in SOURCES_OF.values())]
+RUNS = [r for arch in ARCHS for r in mtc.grid_runs(config, SOURCES_OF[arch], arch)]
 CURVE_RUNS = mtc.learning_curve_runs(config, RUNS)
-VARIANTS = sorted({r.method.variant for r in RUNS if r.method.kind == "ft"})
 AUDITED_TASKS = sorted(
     {*config["targets"], *(s for s in SOURCES if s in TRAINED_SOURCES)}
 )
@@ -56,6 +62,7 @@ wildcard_constraints:
     target=alternatives(TASKS),
     source=alternatives([*TASKS, *mtc.SPECIAL_SOURCES]),
     trained=alternatives(TRAINED_SOURCES),
+    arch=alternatives(ARCHS),
     method=r"[a-z0-9]+(-[a-z0-9]+)*",
     variant=r"(all|last|first|firstlast)(-randhead)?",
     seed=r"\d+",
@@ -63,26 +70,31 @@ wildcard_constraints:
     size=r"\d+",
 
 
-# Paths: each names its wildcards; the rule files use these patterns.
+# Paths: each names its wildcards; the rule files use these patterns. Data, splits and the
+# leakage audit belong to the tasks; everything a network computes lies under its
+# architecture, results/{arch}/.
 PREPARED = "results/prepared/{dataset}/{size}px/"
 TASK_META = "results/tasks/{task}/{size}px/meta.json"
 SPLIT = "results/splits/{task}/seed{seed}.json"
 SPLIT_FRACTION = "results/splits/{task}/seed{seed}_frac{fraction}.json"
-SOURCE_MODEL = "results/models/{source}/model.keras"
-# Keras' published VGG16 files are legacy HDF5: the name must end in .h5, not .weights.h5
-# (which Keras 3 reads as its own format).
-IMAGENET_WEIGHTS = "results/models/imagenet/vgg16_{size}px.h5"
 # The leakage audit: duplicates within a task, and source images that reappear in a target.
 AUDIT = "results/audit/{task}/"
 OVERLAP = "results/audit/overlap/{trained}/{target}"
-FEATURES = "results/features/{target}/{source}.npy"
-FINETUNED = "results/finetune/{target}/{source}/{variant}/seed{seed}/"
-RUN = "results/runs/{target}/{source}/{method}/seed{seed}.json"
+ARCH = "results/{arch}/"
+SOURCE_MODEL = "results/{arch}/models/{source}/model.keras"
+# Keras' published ImageNet files are legacy HDF5: the name must end in .h5, not .weights.h5
+# (which Keras 3 reads as its own format).
+IMAGENET_WEIGHTS = "results/{arch}/models/imagenet/weights_{size}px.h5"
+FEATURES = "results/{arch}/features/{target}/{source}.npy"
+FINETUNED = "results/{arch}/finetune/{target}/{source}/{variant}/seed{seed}/"
+RUN = "results/{arch}/runs/{target}/{source}/{method}/seed{seed}.json"
 # The learning-curve axis: the same stages on a subsampled training split.
 FINETUNED_FRACTION = (
-    "results/finetune/{target}/{source}/{variant}/seed{seed}_frac{fraction}/"
+    "results/{arch}/finetune/{target}/{source}/{variant}/seed{seed}_frac{fraction}/"
 )
-RUN_FRACTION = "results/runs/{target}/{source}/{method}/seed{seed}_frac{fraction}.json"
+RUN_FRACTION = (
+    "results/{arch}/runs/{target}/{source}/{method}/seed{seed}_frac{fraction}.json"
+)
 
 
 def logfile(rule_name, pattern):
@@ -137,8 +149,8 @@ def get_source_model(wildcards):
     if wildcards.source == mtc.NO_SOURCE:
         return []
     if wildcards.source == mtc.IMAGENET:
-        return IMAGENET_WEIGHTS.format(size=SIZE)
-    return SOURCE_MODEL.format(source=wildcards.source)
+        return IMAGENET_WEIGHTS.format(arch=wildcards.arch, size=SIZE)
+    return SOURCE_MODEL.format(arch=wildcards.arch, source=wildcards.source)
 
 
 def get_target_data(wildcards):
@@ -174,7 +186,7 @@ def get_score_inputs(wildcards):
     inputs = {**get_target_data(wildcards), "split": get_split(wildcards)}
     if method.kind == "fe":
         inputs["features"] = FEATURES.format(
-            target=wildcards.target, source=wildcards.source
+            arch=wildcards.arch, target=wildcards.target, source=wildcards.source
         )
         inputs["features_info"] = inputs["features"].replace(".npy", ".json")
     elif method.kind == "ft":
@@ -214,124 +226,181 @@ def get_audit_report_inputs(wildcards):
     }
 
 
-def network_params():
-    """What every Keras job reads to build a network and run it: width, feature layer and
-    the accelerator switches."""
+def network_params(arch):
+    """What every Keras job reads to build a network and run it: the architecture, its
+    width (VGG16 only), the feature layer and the accelerator switches."""
+    has_width = architecture(arch).has_width
     return {
-        "width": config["width"],
+        "arch": arch,
+        "width": config["width"] if has_width else 1.0,
         "feature_layer": config["feature_layer"],
         **config["accelerator"],
     }
 
 
-def training_params(stage):
+def training_params(stage, arch):
     """The training settings of one stage plus what every Keras job reads."""
-    return {**config[stage], **network_params()}
+    return {**config[stage], **network_params(arch)}
 
 
 def run_path(run):
     return RUN.format(
-        target=run.target, source=run.source, method=run.method.name, seed=run.seed
+        arch=run.arch,
+        target=run.target,
+        source=run.source,
+        method=run.method.name,
+        seed=run.seed,
     )
 
 
-def get_run_files(target=None):
-    return [run_path(r) for r in RUNS if target is None or r.target == target]
+def get_run_files(arch, target=None):
+    return [
+        run_path(r)
+        for r in RUNS
+        if r.arch == arch and (target is None or r.target == target)
+    ]
 
 
 def get_finetune_histories(wildcards):
     return sorted(
         {
             FINETUNED.format(
-                target=r.target, source=r.source, variant=r.method.variant, seed=r.seed
+                arch=r.arch,
+                target=r.target,
+                source=r.source,
+                variant=r.method.variant,
+                seed=r.seed,
             )
             + "history.csv"
             for r in RUNS
-            if r.target == wildcards.target and r.method.kind == "ft"
+            if r.arch == wildcards.arch
+            and r.target == wildcards.target
+            and r.method.kind == "ft"
         }
     )
 
 
-def similarity_pairs():
+def arch_targets(arch):
+    return ARCH_GRIDS[arch]["targets"]
+
+
+def similarity_pairs(arch):
     """(source, target, source features, source info, target features, target meta) of
     every trained source and target of other data."""
     return [
         (
             source,
             target,
-            f"results/models/{source}/features.npy",
-            f"results/models/{source}/source.json",
-            FEATURES.format(target=target, source=source),
+            SOURCE_MODEL.format(arch=arch, source=source).replace(
+                "model.keras", "features.npy"
+            ),
+            SOURCE_MODEL.format(arch=arch, source=source).replace(
+                "model.keras", "source.json"
+            ),
+            FEATURES.format(arch=arch, target=target, source=source),
             TASK_META.format(task=target, size=SIZE),
         )
-        for source in SOURCES
+        for source in SOURCES_OF[arch]
         if source in TRAINED_SOURCES
-        for target in config["targets"]
+        for target in arch_targets(arch)
         if not mtc.same_data(config, source, target)
     ]
 
 
-def source_infos():
+def source_infos(arch):
     """source.json of each trained source; None for ImageNet (its size is known)."""
     return {
         source: (
-            None if source == mtc.IMAGENET else f"results/models/{source}/source.json"
+            None
+            if source == mtc.IMAGENET
+            else SOURCE_MODEL.format(arch=arch, source=source).replace(
+                "model.keras", "source.json"
+            )
         )
-        for source in SOURCES
+        for source in SOURCES_OF[arch]
         if source != mtc.NO_SOURCE
     }
 
 
 ANALYSIS = [
-    "results/analysis/similarity.csv",
-    "results/analysis/similarity.png",
-    "results/analysis/data_per_class.csv",
-    "results/analysis/data_per_class.png",
+    "analysis/similarity.csv",
+    "analysis/similarity.png",
+    "analysis/data_per_class.csv",
+    "analysis/data_per_class.png",
 ]
 
 
-def get_curve_files():
+def get_curve_files(wildcards):
     """Runs on the learning-curve axis plus the full-data runs they are compared with."""
+    chosen = [(r, f) for r, f in CURVE_RUNS if r.arch == wildcards.arch]
     return [
         RUN_FRACTION.format(
+            arch=r.arch,
             target=r.target,
             source=r.source,
             method=r.method.name,
             seed=r.seed,
             fraction=f,
         )
-        for r, f in CURVE_RUNS
-    ] + sorted({run_path(r) for r, _ in CURVE_RUNS})
+        for r, f in chosen
+    ] + sorted({run_path(r) for r, _ in chosen})
+
+
+def arch_outputs(arch):
+    """Everything the grid reports of one architecture, under results/{arch}/."""
+    prefix = ARCH.format(arch=arch)
+    has_curves = any(r.arch == arch for r, _ in CURVE_RUNS)
+    return [
+        *([f"{prefix}analysis/learning_curves.png"] if has_curves else []),
+        *([prefix + path for path in ANALYSIS] if similarity_pairs(arch) else []),
+        *get_run_files(arch),
+        *expand(f"{prefix}{{target}}/roc.png", target=arch_targets(arch)),
+        *(f"{prefix}{name}" for name in PRIMARY),
+        *get_filter_grids(arch),
+    ]
+
+
+# The first architecture's Table II and Figure 3 are also the grid's, at results/ (with one
+# architecture, as every config before architectures existed, they are the same files).
+PRIMARY = ["table2.csv", "table2.md", "table2.tex", "figure3.png"]
+CROSS_ARCHITECTURE = [
+    "results/architectures.csv",
+    "results/architectures.md",
+    "results/architectures.tex",
+    "results/architectures.png",
+]
 
 
 def get_final_outputs():
     return [
-        *(["results/analysis/learning_curves.png"] if CURVE_RUNS else []),
-        *(ANALYSIS if similarity_pairs() else []),
-        *get_run_files(),
         "results/audit/summary.md",
-        *expand("results/{target}/roc.png", target=config["targets"]),
-        "results/table2.csv",
-        "results/table2.md",
-        "results/table2.tex",
-        "results/figure3.png",
-        *get_filter_grids(),
+        *(f"results/{name}" for name in PRIMARY),
+        *(CROSS_ARCHITECTURE if len(ARCHS) > 1 else []),
+        *(path for arch in ARCHS for path in arch_outputs(arch)),
     ]
 
 
-# Every source network, and the untrained one ('none'): the null of the structural measure.
-FILTER_SOURCES = [s for s in SOURCES if s != mtc.NO_SOURCE]
-NULL_FILTERS = "results/filters/none/structural.json"
-FILTER_LAYERS = config["report"]["filter_layers"]
+def filter_sources(arch):
+    """Every source network, and the untrained one ('none'): the null of the structural
+    measure."""
+    return [s for s in SOURCES_OF[arch] if s != mtc.NO_SOURCE]
 
 
-def get_filter_grids():
+def filter_layers(arch):
+    spec = architecture(arch)
+    return config["report"]["filter_layers"] if arch == "vgg16" else spec.filter_layers
+
+
+def get_filter_grids(arch):
+    if not filter_sources(arch):
+        return []
     return [
         *expand(
-            "results/filters/{source}/kernels.png",
-            source=[*FILTER_SOURCES, mtc.NO_SOURCE] if FILTER_SOURCES else [],
+            "results/{arch}/filters/{source}/kernels.png",
+            arch=arch,
+            source=[*filter_sources(arch), mtc.NO_SOURCE],
         ),
-        *(["results/filters/structural.csv"] if FILTER_SOURCES else []),
+        f"results/{arch}/filters/structural.csv",
     ]
 
 

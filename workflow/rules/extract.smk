@@ -7,9 +7,9 @@ rule extract:
         features=FEATURES,
         info=FEATURES.replace(".npy", ".json"),
     log:
-        logfile("extract", "{target}_{source}"),
+        logfile("extract", "{arch}/{target}_{source}"),
     benchmark:
-        benchfile("extract", "{target}_{source}")
+        benchfile("extract", "{arch}/{target}_{source}")
     conda:
         ENV
     threads: 1
@@ -17,7 +17,7 @@ rule extract:
         gpu=1,
     params:
         # not the fine-tuning settings: features do not depend on them
-        training=network_params(),
+        training=lambda w: network_params(w.arch),
         seed=config["pretrain_seed"],
         batch_size=64,
     script:

@@ -10,17 +10,17 @@ rule finetune:
         training=f"{FINETUNED}training.json",
         history=f"{FINETUNED}history.csv",
     log:
-        logfile("finetune", "{target}_{source}_{variant}_seed{seed}"),
+        logfile("finetune", "{arch}/{target}_{source}_{variant}_seed{seed}"),
     benchmark:
-        benchfile("finetune", "{target}_{source}_{variant}_seed{seed}")
+        benchfile("finetune", "{arch}/{target}_{source}_{variant}_seed{seed}")
     conda:
         ENV
     threads: 1
     resources:
         gpu=1,
     params:
-        training=training_params("finetune"),
-        checkpoint_dir="results/checkpoints/finetune/{target}/{source}/{variant}/seed{seed}",
+        training=lambda w: training_params("finetune", w.arch),
+        checkpoint_dir="results/{arch}/checkpoints/finetune/{target}/{source}/{variant}/seed{seed}",
     script:
         "../scripts/finetune.py"
 
@@ -32,9 +32,13 @@ use rule finetune as finetune_fraction with:
         training=f"{FINETUNED_FRACTION}training.json",
         history=f"{FINETUNED_FRACTION}history.csv",
     log:
-        logfile("finetune", "{target}_{source}_{variant}_seed{seed}_frac{fraction}"),
+        logfile(
+            "finetune", "{arch}/{target}_{source}_{variant}_seed{seed}_frac{fraction}"
+        ),
     benchmark:
-        benchfile("finetune", "{target}_{source}_{variant}_seed{seed}_frac{fraction}")
+        benchfile(
+            "finetune", "{arch}/{target}_{source}_{variant}_seed{seed}_frac{fraction}"
+        )
     params:
-        training=training_params("finetune"),
-        checkpoint_dir="results/checkpoints/finetune/{target}/{source}/{variant}/seed{seed}_frac{fraction}",
+        training=lambda w: training_params("finetune", w.arch),
+        checkpoint_dir="results/{arch}/checkpoints/finetune/{target}/{source}/{variant}/seed{seed}_frac{fraction}",

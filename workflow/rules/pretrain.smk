@@ -4,44 +4,46 @@
 
 
 rule pretrain:
-    """Train VGG16 from scratch on a source task (the paper's source networks)."""
+    """Train a network from scratch on a source task (the paper's source networks)."""
     input:
         unpack(get_trained_data),
         split=SPLIT.format(task="{trained}", seed=config["pretrain_seed"]),
     output:
-        model="results/models/{trained}/model.keras",
+        model="results/{arch}/models/{trained}/model.keras",
         history=report(
-            "results/models/{trained}/history.csv",
+            "results/{arch}/models/{trained}/history.csv",
             caption="../report/history.rst",
             category="Source models",
+            subcategory="{arch}",
         ),
-        info="results/models/{trained}/source.json",
-        features="results/models/{trained}/features.npy",
+        info="results/{arch}/models/{trained}/source.json",
+        features="results/{arch}/models/{trained}/features.npy",
     log:
-        logfile("pretrain", "{trained}"),
+        logfile("pretrain", "{arch}/{trained}"),
     benchmark:
-        benchfile("pretrain", "{trained}")
+        benchfile("pretrain", "{arch}/{trained}")
     conda:
         ENV
     threads: 1
     resources:
         gpu=1,
     params:
-        training=training_params("pretrain"),
+        training=lambda w: training_params("pretrain", w.arch),
         seed=config["pretrain_seed"],
-        checkpoint_dir="results/checkpoints/pretrain/{trained}",
+        checkpoint_dir="results/{arch}/checkpoints/pretrain/{trained}",
     script:
         "../scripts/pretrain.py"
 
 
 rule fetch_imagenet:
-    """Keras' VGG16 ImageNet weights, from its cache (or downloaded where a network exists)."""
+    """Keras' ImageNet weights of an architecture, from its cache (or downloaded where a
+    network exists)."""
     output:
         IMAGENET_WEIGHTS,
     log:
-        logfile("fetch_imagenet", "{size}px"),
+        logfile("fetch_imagenet", "{arch}/{size}px"),
     benchmark:
-        benchfile("fetch_imagenet", "{size}px")
+        benchfile("fetch_imagenet", "{arch}/{size}px")
     conda:
         ENV
     params:

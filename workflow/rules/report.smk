@@ -1,57 +1,104 @@
 rule table2:
-    """The paper's Table II over every target of the grid."""
+    """The paper's Table II of one architecture over every target of its grid."""
     input:
-        runs=get_run_files(),
+        runs=lambda w: get_run_files(w.arch),
     output:
-        **table2_outputs("results/"),
+        **table2_outputs("results/{arch}/"),
     log:
-        logfile("table2", "all"),
+        logfile("table2", "{arch}/all"),
     benchmark:
-        benchfile("table2", "all")
+        benchfile("table2", "{arch}/all")
     conda:
         ENV
     params:
-        sources=SOURCES,
-        table=table_settings(config["targets"]),
+        sources=lambda w: SOURCES_OF[w.arch],
+        table=lambda w: table_settings(arch_targets(w.arch)),
     script:
         "../scripts/table2.py"
 
 
 use rule table2 as table2_target with:
     input:
-        runs=lambda w: get_run_files(w.target),
+        runs=lambda w: get_run_files(w.arch, w.target),
     output:
-        **table2_outputs("results/{target}/"),
+        **table2_outputs("results/{arch}/{target}/"),
     log:
-        logfile("table2", "{target}"),
+        logfile("table2", "{arch}/{target}"),
     benchmark:
-        benchfile("table2", "{target}")
+        benchfile("table2", "{arch}/{target}")
     conda:
         ENV
     params:
-        sources=SOURCES,
+        sources=lambda w: SOURCES_OF[w.arch],
         table=lambda w: table_settings([w.target]),
+
+
+rule primary:
+    """The first architecture's Table II and Figure 3 as the grid's (results/table2.csv)."""
+    input:
+        f"results/{ARCHS[0]}/{{name}}",
+    output:
+        "results/{name}",
+    log:
+        logfile("primary", "{name}"),
+    wildcard_constraints:
+        name="|".join(re.escape(name) for name in PRIMARY),
+    conda:
+        ENV
+    script:
+        "../scripts/primary.py"
+
+
+rule compare_architectures:
+    """Architecture x source: mean FT gain over No transfer (table) and mean AUC per source
+    and method, one bar group per architecture (figure)."""
+    input:
+        runs=[run_path(r) for r in RUNS],
+    output:
+        csv="results/architectures.csv",
+        md="results/architectures.md",
+        tex="results/architectures.tex",
+        png=report(
+            "results/architectures.png",
+            caption="../report/architectures.rst",
+            category="Architectures",
+        ),
+    log:
+        logfile("compare_architectures", "all"),
+    benchmark:
+        benchfile("compare_architectures", "all")
+    conda:
+        ENV
+    params:
+        archs=ARCHS,
+        sources=SOURCES,
+        report={k: config["report"][k] for k in ("fe_method", "ft_method")},
+    script:
+        "../scripts/compare_architectures.py"
 
 
 rule figure:
     """The paper's Figure 3: mean AUC per source, FE and FT, with the No-transfer line."""
     input:
-        table="results/table2.csv",
+        table="results/{arch}/table2.csv",
     output:
         png=report(
-            "results/figure3.png", caption="../report/figure3.rst", category="Figure 3"
+            "results/{arch}/figure3.png",
+            caption="../report/figure3.rst",
+            category="Figure 3",
+            subcategory="{arch}",
         ),
-        pdf="results/figure3.pdf",
-        data="results/figure3.csv",
+        pdf="results/{arch}/figure3.pdf",
+        data="results/{arch}/figure3.csv",
     log:
-        logfile("figure", "figure3"),
+        logfile("figure", "{arch}/figure3"),
     benchmark:
-        benchfile("figure", "figure3")
+        benchfile("figure", "{arch}/figure3")
     conda:
         ENV
     params:
-        sources=SOURCES,
-        table=table_settings(config["targets"]),
+        sources=lambda w: SOURCES_OF[w.arch],
+        table=lambda w: table_settings(arch_targets(w.arch)),
     script:
         "../scripts/figure.py"
 
@@ -61,28 +108,31 @@ rule filters:
     input:
         source=get_source_model,
     output:
+        # the layers shown depend on the architecture: one picture per layer in a folder
         grids=report(
-            expand("results/filters/{{source}}/{layer}.png", layer=FILTER_LAYERS),
+            directory("results/{arch}/filters/{source}/layers"),
+            patterns=["{layer}.png"],
             caption="../report/filters.rst",
             category="Filters",
-            subcategory="{source}",
+            subcategory="{arch} {source}",
         ),
-        kernels="results/filters/{source}/kernels.png",
-        scores="results/filters/{source}/structural.json",
+        kernels="results/{arch}/filters/{source}/kernels.png",
+        scores="results/{arch}/filters/{source}/structural.json",
     log:
-        logfile("filters", "{source}"),
+        logfile("filters", "{arch}/{source}"),
     benchmark:
-        benchfile("filters", "{source}")
+        benchfile("filters", "{arch}/{source}")
     conda:
         ENV
     threads: 1
     resources:
         gpu=1,
     params:
-        layers=FILTER_LAYERS,
+        layers=lambda w: filter_layers(w.arch),
         n_filters=config["report"]["filters_per_layer"],
         steps=config["report"]["filter_steps"],
-        width=config["width"],
+        width=lambda w: network_params(w.arch)["width"],
+        arch="{arch}",
         image_size=SIZE,
     script:
         "../scripts/filters.py"
@@ -92,19 +142,24 @@ rule structural:
     """Structural-filter percentage per source, against the untrained network's and against
     its mean fine-tuning gain."""
     input:
-        scores=expand("results/filters/{source}/structural.json", source=FILTER_SOURCES),
-        null=NULL_FILTERS,
-        table="results/table2.csv",
+        scores=lambda w: expand(
+            "results/{arch}/filters/{source}/structural.json",
+            arch=w.arch,
+            source=filter_sources(w.arch),
+        ),
+        null="results/{arch}/filters/none/structural.json",
+        table="results/{arch}/table2.csv",
     output:
         report(
-            "results/filters/structural.csv",
+            "results/{arch}/filters/structural.csv",
             caption="../report/structural.rst",
             category="Filters",
+            subcategory="{arch}",
         ),
     log:
-        logfile("structural", "all"),
+        logfile("structural", "{arch}/all"),
     benchmark:
-        benchfile("structural", "all")
+        benchfile("structural", "{arch}/all")
     conda:
         ENV
     params:
@@ -116,34 +171,34 @@ rule structural:
 rule target_report:
     """ROC curves, training curves, confusion matrices and F1 tables of one target."""
     input:
-        runs=lambda w: get_run_files(w.target),
+        runs=lambda w: get_run_files(w.arch, w.target),
         histories=get_finetune_histories,
     output:
         roc=report(
-            "results/{target}/roc.png",
+            "results/{arch}/{target}/roc.png",
             caption="../report/roc.rst",
             category="Per target",
-            subcategory="{target}",
+            subcategory="{arch} {target}",
         ),
         confusion=report(
-            "results/{target}/confusion.png",
+            "results/{arch}/{target}/confusion.png",
             caption="../report/confusion.rst",
             category="Per target",
-            subcategory="{target}",
+            subcategory="{arch} {target}",
         ),
         training=report(
-            "results/{target}/training_curves.png",
+            "results/{arch}/{target}/training_curves.png",
             caption="../report/training.rst",
             category="Per target",
-            subcategory="{target}",
+            subcategory="{arch} {target}",
         ),
-        f1_csv="results/{target}/f1.csv",
-        f1_md="results/{target}/f1.md",
-        classification_report="results/{target}/classification_report.txt",
+        f1_csv="results/{arch}/{target}/f1.csv",
+        f1_md="results/{arch}/{target}/f1.md",
+        classification_report="results/{arch}/{target}/classification_report.txt",
     log:
-        logfile("target_report", "{target}"),
+        logfile("target_report", "{arch}/{target}"),
     benchmark:
-        benchfile("target_report", "{target}")
+        benchfile("target_report", "{arch}/{target}")
     conda:
         ENV
     script:
@@ -153,32 +208,36 @@ rule target_report:
 rule analyse:
     """Source-target similarity and source images per class against the transfer gain."""
     input:
-        table="results/table2.csv",
-        features=sorted({f for pair in similarity_pairs() for f in pair[2:]}),
-        infos=[path for path in source_infos().values() if path],
+        table="results/{arch}/table2.csv",
+        features=lambda w: sorted(
+            {f for pair in similarity_pairs(w.arch) for f in pair[2:]}
+        ),
+        infos=lambda w: [path for path in source_infos(w.arch).values() if path],
     output:
-        similarity_csv="results/analysis/similarity.csv",
+        similarity_csv="results/{arch}/analysis/similarity.csv",
         similarity_png=report(
-            "results/analysis/similarity.png",
+            "results/{arch}/analysis/similarity.png",
             caption="../report/similarity.rst",
             category="Why does it transfer?",
+            subcategory="{arch}",
         ),
-        data_csv="results/analysis/data_per_class.csv",
-        correlations="results/analysis/correlations.csv",
+        data_csv="results/{arch}/analysis/data_per_class.csv",
+        correlations="results/{arch}/analysis/correlations.csv",
         data_png=report(
-            "results/analysis/data_per_class.png",
+            "results/{arch}/analysis/data_per_class.png",
             caption="../report/data_per_class.rst",
             category="Why does it transfer?",
+            subcategory="{arch}",
         ),
     log:
-        logfile("analyse", "all"),
+        logfile("analyse", "{arch}/all"),
     benchmark:
-        benchfile("analyse", "all")
+        benchfile("analyse", "{arch}/all")
     conda:
         ENV
     params:
-        pairs=similarity_pairs(),
-        source_infos=source_infos(),
+        pairs=lambda w: similarity_pairs(w.arch),
+        source_infos=lambda w: source_infos(w.arch),
         fe_method=config["report"]["fe_method"],
         ft_method=config["report"]["ft_method"],
     script:
@@ -188,18 +247,19 @@ rule analyse:
 rule learning_curve:
     """AUC against the fraction of the target's training split."""
     input:
-        runs=get_curve_files(),
+        runs=get_curve_files,
     output:
-        csv="results/analysis/learning_curves.csv",
+        csv="results/{arch}/analysis/learning_curves.csv",
         png=report(
-            "results/analysis/learning_curves.png",
+            "results/{arch}/analysis/learning_curves.png",
             caption="../report/learning_curves.rst",
             category="Why does it transfer?",
+            subcategory="{arch}",
         ),
     log:
-        logfile("learning_curve", "all"),
+        logfile("learning_curve", "{arch}/all"),
     benchmark:
-        benchfile("learning_curve", "all")
+        benchfile("learning_curve", "{arch}/all")
     conda:
         ENV
     script:

@@ -5,9 +5,9 @@ rule score:
     output:
         RUN,
     log:
-        logfile("score", "{target}_{source}_{method}_seed{seed}"),
+        logfile("score", "{arch}/{target}_{source}_{method}_seed{seed}"),
     benchmark:
-        benchfile("score", "{target}_{source}_{method}_seed{seed}")
+        benchfile("score", "{arch}/{target}_{source}_{method}_seed{seed}")
     conda:
         ENV
     threads: 1
@@ -23,6 +23,8 @@ use rule score as score_fraction with:
     output:
         RUN_FRACTION,
     log:
-        logfile("score", "{target}_{source}_{method}_seed{seed}_frac{fraction}"),
+        logfile("score", "{arch}/{target}_{source}_{method}_seed{seed}_frac{fraction}"),
     benchmark:
-        benchfile("score", "{target}_{source}_{method}_seed{seed}_frac{fraction}")
+        benchfile(
+            "score", "{arch}/{target}_{source}_{method}_seed{seed}_frac{fraction}"
+        )

@@ -26,8 +26,9 @@ with job_logging(snakemake) as log:
         images.shape[1],
         p.training["width"],
         p.seed,
+        p.training["arch"],
     )
-    layer = feature_layer_name(model, p.training["feature_layer"])
+    layer = feature_layer_name(model, p.training["feature_layer"], p.training["arch"])
     started = time.monotonic()
     features = predict_in_chunks(feature_model(model, layer), images, p.batch_size)
     seconds = time.monotonic() - started
@@ -43,6 +44,7 @@ with job_logging(snakemake) as log:
     write_json(
         snakemake.output.info,
         {
+            "architecture": p.training["arch"],
             "feature_layer": layer,
             "dims": int(features.shape[1]),
             "n_images": len(images),

@@ -1,4 +1,5 @@
-"""fetch_imagenet: Keras' VGG16 ImageNet weights from its cache (or downloaded where online)."""
+"""fetch_imagenet: Keras' ImageNet weights of an architecture, from its cache (or downloaded
+where online)."""
 
 import shutil
 
@@ -9,7 +10,8 @@ from medtransfer.io import atomic_path
 from medtransfer.jobs import job_logging
 
 with job_logging(snakemake) as log:
-    found = fetch_weights(int(snakemake.wildcards.size), snakemake.params.weights_dir)
+    w = snakemake.wildcards
+    found = fetch_weights(int(w.size), snakemake.params.weights_dir, w.arch)
     log.info("using ImageNet weights %s", found)
     with atomic_path(snakemake.output[0]) as tmp:
         shutil.copyfile(found, tmp)

@@ -24,24 +24,26 @@ with job_logging(snakemake) as log:
 
     images, meta = load_prepared(snakemake.input.images, snakemake.input.meta)
     split = read_json(snakemake.input.split)
-    width = p.training["width"]
+    width, arch = p.training["width"], p.training["arch"]
     source_path = snakemake.input.get("source") or None
-    source = source_network(w.source, source_path, images.shape[1], width, seed)
+    source = source_network(w.source, source_path, images.shape[1], width, seed, arch)
     model = with_new_head(
         source,
         len(meta["classes"]),
         1.0 if w.source == IMAGENET else width,  # ImageNet's dense layers are full width
         random_dense=w.variant.endswith("-randhead"),
+        arch=arch,
     )
-    set_trainable(model, w.variant)
+    set_trainable(model, w.variant, arch)
     model, state = train(model, images, meta["labels"], split, p.training, seed, p.checkpoint_dir)
-    layer = feature_layer_name(model, p.training["feature_layer"])
+    layer = feature_layer_name(model, p.training["feature_layer"], arch)
     save_npy(snakemake.output.features, predict_in_chunks(feature_model(model, layer), images))
     save_npy(snakemake.output.softmax, predict_in_chunks(model, images))
     write_text(snakemake.output.history, history_csv(state))
     write_json(
         snakemake.output.training,
         {
+            "architecture": arch,
             "feature_layer": layer,
             "variant": w.variant,
             "epochs_run": state.next_epoch,
@@ -54,7 +56,8 @@ with job_logging(snakemake) as log:
         },
     )
     log.info(
-        "fine-tuned %s on %s (%s, seed %d) for %d epochs",
+        "fine-tuned %s %s on %s (%s, seed %d) for %d epochs",
+        arch,
         w.source,
         w.target,
         w.variant,

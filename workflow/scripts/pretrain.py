@@ -1,4 +1,4 @@
-"""pretrain: train VGG16 from scratch on a source task (the paper's source networks)."""
+"""pretrain: train a network from scratch on a source task (the paper's source networks)."""
 
 import _checkout  # noqa: F401  (this checkout's package)
 import numpy as np
@@ -12,18 +12,20 @@ with job_logging(snakemake) as log:
     from medtransfer.analysis import SOURCE_SAMPLE, stratified_sample
     from medtransfer.data import load_prepared
     from medtransfer.io import read_json, save_npy, write_json, write_text
-    from medtransfer.models import build_vgg16, sample_features, save_model
+    from medtransfer.models import build_network, sample_features, save_model
     from medtransfer.training import history_csv, remove_checkpoint, train, validation_batches
 
     images, meta = load_prepared(snakemake.input.images, snakemake.input.meta)
     labels = meta["labels"]
     split = read_json(snakemake.input.split)
-    model = build_vgg16(images.shape[1], len(meta["classes"]), p.training["width"])
+    arch = p.training["arch"]
+    model = build_network(arch, images.shape[1], len(meta["classes"]), p.training["width"])
     model, state = train(model, images, labels, split, p.training, p.seed, p.checkpoint_dir)
     val_data = validation_batches(images, labels, split, p.training["batch_size"])
     _, val_accuracy = model.evaluate(val_data, verbose=0)
     log.info(
-        "source %s: val accuracy %.4f after %d epochs (best %d)",
+        "%s source %s: val accuracy %.4f after %d epochs (best %d)",
+        arch,
         snakemake.wildcards.trained,
         val_accuracy,
         state.next_epoch,
@@ -33,13 +35,14 @@ with job_logging(snakemake) as log:
     sample = stratified_sample(np.asarray(labels), SOURCE_SAMPLE, p.seed)
     save_npy(
         snakemake.output.features,
-        sample_features(model, images, p.training["feature_layer"], sample),
+        sample_features(model, images, p.training["feature_layer"], sample, arch),
     )
     write_text(snakemake.output.history, history_csv(state))
     write_json(
         snakemake.output.info,
         {
             "source": snakemake.wildcards.trained,
+            "architecture": arch,
             "classes": meta["classes"],
             "image_size": int(images.shape[1]),
             "width": p.training["width"],

@@ -51,7 +51,8 @@ with job_logging(snakemake) as log:
     training, extracted = optional_json("training"), optional_json("features_info")
     overlap = optional_json("overlap") or None
     log.info(
-        "%s %s %s seed %d: AUC %s, accuracy %.3f",
+        "%s %s %s %s seed %d: AUC %s, accuracy %.3f",
+        w.arch,
         w.target,
         w.source,
         w.method,
@@ -60,6 +61,7 @@ with job_logging(snakemake) as log:
         metrics["accuracy"],
     )
     record = {
+        "architecture": w.arch,
         "target": w.target,
         "source": w.source,
         "method": w.method,

@@ -1,0 +1,127 @@
+"""Across architectures: does a source's benefit hold for every network?
+
+Both outputs are computed from the run records alone, per architecture over the targets of
+its own grid:
+- the table "architecture x source": the mean FT gain over No transfer, i.e. the mean over
+  targets of (mean FT AUC of the source - mean No-transfer AUC), each mean over seeds;
+- the figure: mean AUC per source and method (FE, FT) over those targets, one bar group per
+  architecture.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import NO_SOURCE
+from .io import atomic_path, write_text
+from .reporting import SOURCE_LABELS, to_latex, to_markdown, write_csv
+from .runs import read_runs, runs_frame
+
+
+def seed_means(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean AUC over seeds per (architecture, target, source, method)."""
+    keys = ["architecture", "target", "source", "method"]
+    return runs.groupby(keys, as_index=False)["auc"].mean()
+
+
+def ft_gains(means: pd.DataFrame, ft_method: str) -> pd.DataFrame:
+    """Per (architecture, source): mean over targets of FT AUC minus No transfer's AUC, and
+    how many targets the mean covers."""
+    ft = means[means.method == ft_method]
+    baseline = ft[ft.source == NO_SOURCE].set_index(["architecture", "target"])["auc"]
+    rows = []
+    for (arch, source), group in ft[ft.source != NO_SOURCE].groupby(["architecture", "source"]):
+        keys = [(arch, t) for t in group.target]
+        paired = [(auc, baseline.get(k)) for auc, k in zip(group.auc, keys, strict=True)]
+        diffs = [auc - base for auc, base in paired if base is not None]
+        rows.append(
+            {
+                "architecture": arch,
+                "source": source,
+                "ft_gain": float(np.mean(diffs)) if diffs else np.nan,
+                "n_targets": len(diffs),
+            }
+        )
+    return pd.DataFrame(rows, columns=["architecture", "source", "ft_gain", "n_targets"])
+
+
+def mean_aucs(means: pd.DataFrame, fe_method: str, ft_method: str) -> pd.DataFrame:
+    """Per (architecture, source, FE/FT): mean AUC over the architecture's targets."""
+    kinds = {fe_method: "FE", ft_method: "FT"}
+    chosen = means[means.method.isin(kinds)].assign(kind=lambda f: f.method.map(kinds))
+    out = chosen.groupby(["architecture", "source", "kind"], as_index=False).agg(
+        mean_auc=("auc", "mean"), n_targets=("target", "nunique")
+    )
+    return out[~((out.source == NO_SOURCE) & (out.kind == "FE"))]
+
+
+def gain_table(gains: pd.DataFrame, archs: list[str], sources: list[str]) -> pd.DataFrame:
+    """The Markdown/LaTeX layout: a row per architecture, a column per transferred source."""
+    columns = [s for s in sources if s != NO_SOURCE]
+    rows = []
+    for arch in archs:
+        row = {"Architecture": arch}
+        for source in columns:
+            found = gains[(gains.architecture == arch) & (gains.source == source)]
+            value = found.ft_gain.iloc[0] if len(found) else np.nan
+            row[SOURCE_LABELS.get(source, source)] = "" if np.isnan(value) else f"{value:+.3f}"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["Architecture", *(SOURCE_LABELS.get(s, s) for s in columns)])
+
+
+def write_comparison(
+    run_files: list[str],
+    archs: list[str],
+    sources: list[str],
+    report: dict[str, Any],
+    paths: dict[str, str],
+) -> pd.DataFrame:
+    means = seed_means(runs_frame(read_runs(run_files)))
+    gains = ft_gains(means, report["ft_method"])
+    write_csv(gains, paths["csv"])
+    table = gain_table(gains, archs, sources)
+    note = (
+        f"Mean gain of {report['ft_method']} over No transfer in macro AUC (each AUC a mean "
+        "over seeds), averaged over the targets of each architecture's grid."
+    )
+    write_text(paths["md"], to_markdown(table) + f"\n{note}\n")
+    write_text(paths["tex"], to_latex(table, note))
+    plot_architectures(mean_aucs(means, report["fe_method"], report["ft_method"]), archs,
+                       sources, paths["png"])  # fmt: skip
+    return gains
+
+
+def plot_architectures(data: pd.DataFrame, archs: list[str], sources: list[str], png: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = [
+        (source, kind)
+        for source in sources
+        for kind in ("FE", "FT")
+        if not (source == NO_SOURCE and kind == "FE")
+    ]
+    width = 0.8 / len(bars)
+    colours = plt.get_cmap("tab20").colors
+    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(archs) + 2), 4))
+    for i, (source, kind) in enumerate(bars):
+        part = data[(data.source == source) & (data.kind == kind)].set_index("architecture")
+        heights = part.mean_auc.reindex(archs).to_numpy(dtype=float)
+        label = f"{SOURCE_LABELS.get(source, source)} {kind}" if source != NO_SOURCE else (
+            SOURCE_LABELS[NO_SOURCE])  # fmt: skip
+        ax.bar(np.arange(len(archs)) - 0.4 + (i + 0.5) * width, heights, width,
+               label=label, color=colours[i % len(colours)])  # fmt: skip
+    ax.set_xticks(np.arange(len(archs)), archs)
+    ax.set_ylabel("Mean macro AUC over targets")
+    ax.set_ylim(0, 1)
+    ax.set_title("Mean performance per source and method, per architecture")
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=150, format="png")
+    plt.close(fig)
