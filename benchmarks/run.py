@@ -6,7 +6,8 @@ classifier comparison uses generated 4096-d features.
 
     python benchmarks/run.py                 # full sizes (about 3 minutes on 2 cores)
     python benchmarks/run.py --small         # a quick smoke run (CI)
-    python benchmarks/run.py --grid results  # also summarise a finished grid's job timings
+    python benchmarks/run.py --grid .        # also a finished grid's job time and fixed cost
+    python benchmarks/run.py --backends tensorflow,jax   # the small grid on each backend
 """
 
 from __future__ import annotations
@@ -216,28 +217,15 @@ def bench_audit(data: Path, n_images: int, baseline_images: int) -> dict:
     }
 
 
-def grid_overhead(results: Path, cores: int) -> dict:
+def grid_overhead(workdir: Path, cores: int) -> dict:
     """Sum of job seconds (Snakemake's benchmark files) against the grid's wall time."""
-    import pandas as pd
+    from grid import job_seconds
 
-    rows = []
-    for tsv in sorted((results / "benchmarks").glob("*/*.tsv")):
-        seconds = float(pd.read_csv(tsv, sep="\t")["s"].iloc[-1])
-        end = tsv.stat().st_mtime
-        rows.append(
-            {
-                "rule": tsv.parent.name,
-                "job": tsv.stem,
-                "s": seconds,
-                "start": end - seconds,
-                "end": end,
-            }
-        )
-    jobs = pd.DataFrame(rows)
+    jobs = job_seconds(workdir)
     wall = jobs.end.max() - jobs.start.min()
     total = jobs.s.sum()
     per_rule = jobs.groupby("rule").s.agg(["count", "sum"]).reset_index()
-    per_rule.to_csv(results / "benchmarks.csv", index=False, float_format="%.2f")
+    per_rule.to_csv(workdir / "results" / "benchmarks.csv", index=False, float_format="%.2f")
     idle = wall * cores - total
     return {
         "comparison": f"grid: {len(jobs)} jobs on {cores} cores (core-s)",
@@ -246,7 +234,7 @@ def grid_overhead(results: Path, cores: int) -> dict:
         "ratio": idle / total,
         "goal": "<= 0.10",
         "met": idle / total <= 0.10,
-        "note": f"wall {wall:.0f} s; per-rule totals in {results / 'benchmarks.csv'}",
+        "note": f"wall {wall:.0f} s; per-rule totals in {workdir}/results/benchmarks.csv",
     }
 
 
@@ -260,9 +248,23 @@ def main() -> int:
         type=Path,
         default=Path(os.environ.get("MEDTRANSFER_SHARED_DATA", REPO.parent / "shared" / "data")),
     )
-    parser.add_argument("--grid", type=Path, help="a finished grid's results/ folder")
+    parser.add_argument(
+        "--grid", type=Path, help="a finished grid's working directory: job time, fixed cost"
+    )
+    parser.add_argument(
+        "--backends",
+        help="comma-separated Keras backends: run the small grid on each, side by side "
+        "(only this comparison)",
+    )
+    parser.add_argument("--keep", type=Path, help="with --backends: keep the grids here")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    if args.backends:
+        from grid import compare_backends
+
+        print(compare_backends(args.backends.split(","), args.data, args.cores, args.keep))
+        return 0
     if args.small:
         rows = [
             bench_scoring(150, 60, 512, 3),
@@ -286,6 +288,11 @@ def main() -> int:
             f"{row['ratio']:8.2f}  {row['goal']:9} {'yes' if row['met'] else 'NO ':3}  "
             f"{row['note']}"
         )
+    if args.grid:
+        from grid import fixed_cost
+
+        print("\nfixed cost per Keras rule (median s per job; fixed share of the rule's time):")
+        print(fixed_cost(args.grid).round(2).to_string(index=False))
     return 0
 
 

@@ -26,23 +26,52 @@ def maximise_activations(
     """One input image per filter that maximises that filter's mean activation, all filters
     optimised together as one batch. Returns float images in the model's input range."""
     import keras
-    import tensorflow as tf
 
     sub = keras.Model(model.input, model.get_layer(layer).output)
     n = min(n_filters, sub.output.shape[-1])
     size = model.input_shape[1]
     rng = np.random.default_rng(seed)
-    image = tf.Variable(rng.uniform(108, 148, (n, size, size, 3)).astype("float32"))
-    pick = tf.one_hot(np.arange(n), sub.output.shape[-1])
+    image = rng.uniform(108, 148, (n, size, size, 3)).astype("float32")
+    pick = np.eye(sub.output.shape[-1], dtype="float32")[:n]
+
+    def objective(x):
+        activation = sub(x, training=False)
+        return keras.ops.sum(keras.ops.mean(activation, axis=(1, 2)) * pick)
+
+    gradient = GRADIENTS[keras.backend.backend()]
     for _ in range(steps):
-        with tf.GradientTape() as tape:
-            activation = sub(image, training=False)
-            per_filter = tf.reduce_mean(activation, axis=(1, 2)) * pick
-            loss = tf.reduce_sum(per_filter)
-        grads = tape.gradient(loss, image)
-        norm = tf.sqrt(tf.reduce_mean(tf.square(grads), axis=(1, 2, 3), keepdims=True)) + 1e-8
-        image.assign_add(step_size * grads / norm)
-    return image.numpy()
+        grads = gradient(objective, image)
+        norm = np.sqrt(np.mean(np.square(grads), axis=(1, 2, 3), keepdims=True)) + 1e-8
+        image = image + step_size * grads / norm
+    return image
+
+
+def _tensorflow_gradient(objective, image: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(image)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = objective(x)
+    return tape.gradient(loss, x).numpy()
+
+
+def _jax_gradient(objective, image: np.ndarray) -> np.ndarray:
+    import jax
+
+    return np.asarray(jax.grad(objective)(image))
+
+
+def _torch_gradient(objective, image: np.ndarray) -> np.ndarray:
+    import keras
+
+    x = keras.ops.convert_to_tensor(image).detach().clone().requires_grad_(True)
+    objective(x).backward()
+    return x.grad.detach().cpu().numpy()
+
+
+# d objective / d input on each Keras backend (Keras 3 has no backend-neutral gradient)
+GRADIENTS = {"tensorflow": _tensorflow_gradient, "jax": _jax_gradient, "torch": _torch_gradient}
 
 
 def to_display(images: np.ndarray) -> np.ndarray:

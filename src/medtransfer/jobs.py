@@ -1,14 +1,57 @@
 """What every rule script does first: send the job's logging and stderr (TensorFlow's C++
-messages included) to the rule's log file, and log the job's wildcards."""
+messages included) to the rule's log file, and log the job's wildcards. At the end the job
+logs where its time went (`phases {...}`), which benchmarks/run.py --fixed-cost reads."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
+
+PHASE_LINE = "phases "
+
+
+def process_age() -> float:
+    """Seconds since this process started (the interpreter's start-up included)."""
+    try:
+        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])  # noqa: SIM115
+        uptime = float(open("/proc/uptime").read().split()[0])  # noqa: SIM115
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):  # not Linux: count from the first import
+        return 0.0
+
+
+class Phases:
+    """Points in a job's life, in seconds since its process started: 'imports' (interpreter,
+    packages, backend set up), 'model' (network built or loaded), 'first_epoch' or
+    'first_batch' (graph tracing or compilation plus the first step), then the end."""
+
+    def __init__(self) -> None:
+        self.origin = time.monotonic() - process_age()
+        self.points: dict[str, float] = {}
+        self.notes: dict[str, Any] = {}
+
+    def mark(self, name: str) -> None:
+        self.points.setdefault(name, round(time.monotonic() - self.origin, 3))
+
+    def note(self, key: str, value: Any) -> None:
+        self.notes[key] = value
+
+    def summary(self) -> dict[str, Any]:
+        return {**self.points, "end": round(time.monotonic() - self.origin, 3), **self.notes}
+
+
+PHASES = Phases()
+
+
+def phase(name: str) -> None:
+    """Mark a point of the running job (the first mark of a name counts)."""
+    PHASES.mark(name)
 
 
 @contextlib.contextmanager
@@ -33,3 +76,4 @@ def job_logging(smk: Any) -> Iterator[logging.Logger]:
     except Exception:
         logger.exception("rule %s failed", smk.rule)
         raise
+    logger.info("%s%s", PHASE_LINE, json.dumps(PHASES.summary()))

@@ -17,6 +17,7 @@ from keras import layers
 from .architectures import DEFAULT_ARCHITECTURE, Architecture, architecture
 from .config import ConfigError
 from .imagenet import uses_top
+from .jobs import PHASES
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +292,7 @@ def predict_in_chunks(
     """Outputs for a (memory-mapped) uint8 array, reading `batch_size` images at a time."""
     rows = np.arange(len(images)) if rows is None else np.asarray(rows)
     first = model.predict_on_batch(np.asarray(images[rows[:1]], dtype=np.float32))
+    PHASES.mark("first_batch")  # tracing or compiling the forward pass, plus one image
     out = np.empty((len(rows), *first.shape[1:]), dtype=np.float32)
     for start in range(0, len(rows), batch_size):
         batch = np.asarray(images[rows[start : start + batch_size]], dtype=np.float32)

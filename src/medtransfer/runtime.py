@@ -1,13 +1,16 @@
-"""Process-wide TensorFlow settings that must be made before TensorFlow starts: threads,
-determinism, GPU choice and memory growth, mixed precision."""
+"""Process-wide settings that must be made before Keras and its backend start: the backend
+itself (TensorFlow, JAX or PyTorch), threads, determinism, GPU choice and memory, mixed
+precision."""
 
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -54,12 +57,36 @@ def claim_gpu(lock_dir: str | None = None, poll_s: float = 5.0) -> int | None:
         time.sleep(poll_s)
 
 
-def configure(threads: int, seed: int, mixed_precision: bool = False) -> None:
-    """Call before building any model: threads follow the rule, results repeat for a seed."""
+BACKENDS = ("tensorflow", "jax", "torch")
+DEFAULT_BACKEND = "tensorflow"
+# the package Keras needs for each backend, and the extra of this project that installs it
+BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+class BackendError(RuntimeError):
+    """A Keras backend that cannot be used in this process; the message names the key."""
+
+
+def select_backend(backend: str) -> None:
+    """Make `backend` the Keras backend of this process: before Keras is first imported."""
+    if backend not in BACKENDS:
+        raise BackendError(f"keras_backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+    if importlib.util.find_spec(BACKEND_PACKAGES[backend]) is None:
+        raise BackendError(
+            f"keras_backend: {backend} is not installed here; pip install -e '.[{backend}]'"
+        )
+    if "keras" in sys.modules:
+        current = sys.modules["keras"].backend.backend()
+        if current != backend:
+            raise BackendError(
+                f"keras_backend: Keras already runs on {current} in this process; "
+                f"{backend} must be chosen before Keras is imported"
+            )
+    os.environ["KERAS_BACKEND"] = backend
+
+
+def _tensorflow_settings(threads: int) -> None:
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
-    claim_gpu()
-    import keras
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))
@@ -67,8 +94,56 @@ def configure(threads: int, seed: int, mixed_precision: bool = False) -> None:
     for gpu in tf.config.list_physical_devices("GPU"):
         tf.config.experimental.set_memory_growth(gpu, True)
     tf.config.experimental.enable_op_determinism()
+
+
+def _jax_settings(threads: int) -> None:
+    # XLA reads its flags when JAX starts: one Eigen thread pool of `threads`, deterministic
+    # GPU kernels, and memory taken as needed (JAX would otherwise reserve 75 % of a GPU)
+    flags = [
+        f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}",
+        f"intra_op_parallelism_threads={max(1, threads)}",
+        "--xla_gpu_deterministic_ops=true",
+    ]
+    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+
+def _torch_settings(threads: int) -> None:
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    try:
+        torch.set_num_interop_threads(max(1, min(2, threads)))
+    except RuntimeError:  # already set: only the first call of a process may set it
+        pass
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+
+
+BACKEND_SETTINGS = {
+    "tensorflow": _tensorflow_settings,
+    "jax": _jax_settings,
+    "torch": _torch_settings,
+}
+
+
+def configure(
+    threads: int, seed: int, mixed_precision: bool = False, backend: str = DEFAULT_BACKEND
+) -> None:
+    """Call before building any model: the backend, threads following the rule, results that
+    repeat for a seed."""
+    select_backend(backend)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    claim_gpu()
+    BACKEND_SETTINGS[backend](threads)
+    import keras
+
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
+    from .jobs import phase
+
+    phase("imports")
 
 
 def versions() -> dict[str, str]:
@@ -76,7 +151,9 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("medtransfer", "tensorflow", "keras", "scikit-learn", "numpy", "pillow"):
+    names = ("medtransfer", "tensorflow", "jax", "jaxlib", "torch", "keras", "scikit-learn",
+             "numpy", "pillow")  # fmt: skip
+    for name in names:
         try:
             found[name] = version(name)
         except PackageNotFoundError:

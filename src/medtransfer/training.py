@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from .io import atomic_path, read_json, write_json
+from .jobs import PHASES
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,22 @@ def compile_for_training(model: keras.Model, settings: dict[str, Any]) -> None:
         ),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        jit_compile=bool(settings.get("xla", False)),
+        jit_compile=jit_compile(bool(settings.get("xla", False))),
     )
+
+
+def jit_compile(xla: bool) -> bool:
+    """What `accelerator.xla` means on the process's backend: TensorFlow compiles with XLA
+    only when asked; JAX always does (uncompiled JAX runs op by op, many times slower);
+    PyTorch has no XLA path in Keras."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return True
+    if backend == "torch" and xla:
+        from .runtime import BackendError
+
+        raise BackendError("accelerator.xla: XLA needs keras_backend tensorflow or jax, not torch")
+    return xla
 
 
 def fingerprint(settings: dict[str, Any], rows: dict[str, list[int]], seed: int) -> str:
@@ -185,7 +200,10 @@ def train(
             state.wait += 1
             state.stopped_early = state.wait >= settings["patience"]
         state.next_epoch = epoch + 1
-        state.train_seconds += time.monotonic() - started
+        seconds = time.monotonic() - started
+        state.train_seconds += seconds
+        PHASES.mark("first_epoch")  # the first epoch of this process: tracing included
+        PHASES.notes.setdefault("epoch_seconds", []).append(round(seconds, 3))
         log.info(
             "epoch %d/%d loss %.4f acc %.3f val_loss %.4f val_acc %.3f",
             epoch + 1,

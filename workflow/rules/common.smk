@@ -228,12 +228,13 @@ def get_audit_report_inputs(wildcards):
 
 def network_params(arch):
     """What every Keras job reads to build a network and run it: the architecture, its
-    width (VGG16 only), the feature layer and the accelerator switches."""
+    width (VGG16 only), the feature layer, the Keras backend and the accelerator switches."""
     has_width = architecture(arch).has_width
     return {
         "arch": arch,
         "width": config["width"] if has_width else 1.0,
         "feature_layer": config["feature_layer"],
+        "keras_backend": config["keras_backend"],
         **config["accelerator"],
     }
 

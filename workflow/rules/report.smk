@@ -134,6 +134,7 @@ rule filters:
         width=lambda w: network_params(w.arch)["width"],
         arch="{arch}",
         image_size=SIZE,
+        keras_backend=config["keras_backend"],
     script:
         "../scripts/filters.py"
 

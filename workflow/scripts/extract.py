@@ -5,11 +5,13 @@ import time
 import _checkout  # noqa: F401  (this checkout's package)
 
 from medtransfer import runtime
-from medtransfer.jobs import job_logging
+from medtransfer.jobs import job_logging, phase
 
 with job_logging(snakemake) as log:
     p = snakemake.params
-    runtime.configure(snakemake.threads, p.seed, p.training["mixed_precision"])
+    runtime.configure(
+        snakemake.threads, p.seed, p.training["mixed_precision"], p.training["keras_backend"]
+    )
     from medtransfer.data import load_prepared
     from medtransfer.io import save_npy, write_json
     from medtransfer.models import (
@@ -28,6 +30,7 @@ with job_logging(snakemake) as log:
         p.seed,
         p.training["arch"],
     )
+    phase("model")
     layer = feature_layer_name(model, p.training["feature_layer"], p.training["arch"])
     started = time.monotonic()
     features = predict_in_chunks(feature_model(model, layer), images, p.batch_size)
@@ -45,6 +48,7 @@ with job_logging(snakemake) as log:
         snakemake.output.info,
         {
             "architecture": p.training["arch"],
+            "keras_backend": p.training["keras_backend"],
             "feature_layer": layer,
             "dims": int(features.shape[1]),
             "n_images": len(images),

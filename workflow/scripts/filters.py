@@ -5,10 +5,10 @@ from pathlib import Path
 import _checkout  # noqa: F401  (this checkout's package)
 
 from medtransfer import runtime
-from medtransfer.jobs import job_logging
+from medtransfer.jobs import job_logging, phase
 
 with job_logging(snakemake) as log:
-    runtime.configure(snakemake.threads, 0)
+    runtime.configure(snakemake.threads, 0, backend=snakemake.params.keras_backend)
     from medtransfer.architectures import architecture
     from medtransfer.filters import visualise_source
     from medtransfer.io import write_json
@@ -19,6 +19,7 @@ with job_logging(snakemake) as log:
     grids.mkdir(parents=True, exist_ok=True)
     path = snakemake.input.get("source") or None
     model = source_network(source, path, p.image_size, p.width, 0, p.arch)
+    phase("model")
     result = visualise_source(
         model,
         source,

@@ -3,12 +3,14 @@
 import _checkout  # noqa: F401  (this checkout's package)
 
 from medtransfer import runtime
-from medtransfer.jobs import job_logging
+from medtransfer.jobs import job_logging, phase
 
 with job_logging(snakemake) as log:
     p, w = snakemake.params, snakemake.wildcards
     seed = int(w.seed)
-    runtime.configure(snakemake.threads, seed, p.training["mixed_precision"])
+    runtime.configure(
+        snakemake.threads, seed, p.training["mixed_precision"], p.training["keras_backend"]
+    )
     from medtransfer.config import IMAGENET
     from medtransfer.data import load_prepared
     from medtransfer.io import read_json, save_npy, write_json, write_text
@@ -35,6 +37,7 @@ with job_logging(snakemake) as log:
         arch=arch,
     )
     set_trainable(model, w.variant, arch)
+    phase("model")
     model, state = train(model, images, meta["labels"], split, p.training, seed, p.checkpoint_dir)
     layer = feature_layer_name(model, p.training["feature_layer"], arch)
     save_npy(snakemake.output.features, predict_in_chunks(feature_model(model, layer), images))
@@ -44,6 +47,7 @@ with job_logging(snakemake) as log:
         snakemake.output.training,
         {
             "architecture": arch,
+            "keras_backend": p.training["keras_backend"],
             "feature_layer": layer,
             "variant": w.variant,
             "epochs_run": state.next_epoch,

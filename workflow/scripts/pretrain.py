@@ -4,11 +4,13 @@ import _checkout  # noqa: F401  (this checkout's package)
 import numpy as np
 
 from medtransfer import runtime
-from medtransfer.jobs import job_logging
+from medtransfer.jobs import job_logging, phase
 
 with job_logging(snakemake) as log:
     p = snakemake.params
-    runtime.configure(snakemake.threads, p.seed, p.training["mixed_precision"])
+    runtime.configure(
+        snakemake.threads, p.seed, p.training["mixed_precision"], p.training["keras_backend"]
+    )
     from medtransfer.analysis import SOURCE_SAMPLE, stratified_sample
     from medtransfer.data import load_prepared
     from medtransfer.io import read_json, save_npy, write_json, write_text
@@ -20,6 +22,7 @@ with job_logging(snakemake) as log:
     split = read_json(snakemake.input.split)
     arch = p.training["arch"]
     model = build_network(arch, images.shape[1], len(meta["classes"]), p.training["width"])
+    phase("model")
     model, state = train(model, images, labels, split, p.training, p.seed, p.checkpoint_dir)
     val_data = validation_batches(images, labels, split, p.training["batch_size"])
     _, val_accuracy = model.evaluate(val_data, verbose=0)

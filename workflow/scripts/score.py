@@ -80,6 +80,8 @@ with job_logging(snakemake) as log:
             "groups": split["groups"],
         },
         "feature_layer": training.get("feature_layer") or extracted.get("feature_layer"),
+        # the backend of the network behind the scores (pixel baselines have none)
+        "keras_backend": training.get("keras_backend") or extracted.get("keras_backend"),
         "epochs_run": training.get("epochs_run"),
         "best_epoch": training.get("best_epoch"),
         "wall_time_s": {

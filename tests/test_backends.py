@@ -1,0 +1,80 @@
+"""Keras backends: the choice is made before Keras starts, refused clearly where impossible,
+and a grid runs and repeats itself on an alternative backend (PyTorch in CI)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from medtransfer import runtime
+
+from .conftest import snakemake, write_config
+
+ALTERNATIVE = next((b for b in ("torch", "jax") if importlib.util.find_spec(b) is not None), None)
+
+
+def test_unknown_backend_names_the_key():
+    with pytest.raises(runtime.BackendError, match="keras_backend: 'theano' is not one of"):
+        runtime.select_backend("theano")
+
+
+def test_missing_backend_names_the_extra(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a)
+    )
+    with pytest.raises(runtime.BackendError, match=r"jax is not installed.*\.\[jax\]"):
+        runtime.select_backend("jax")
+
+
+@pytest.mark.skipif(ALTERNATIVE is None, reason="neither torch nor jax is installed")
+def test_backend_is_chosen_before_keras_starts():
+    """In a fresh process: configure() sets the backend, and a second, different choice
+    after Keras started is refused instead of silently ignored."""
+    code = (
+        "from medtransfer import runtime\n"
+        f"runtime.configure(1, 0, backend={ALTERNATIVE!r})\n"
+        "import keras\n"
+        "print(keras.backend.backend())\n"
+        "try:\n"
+        "    runtime.select_backend('tensorflow')\n"
+        "except runtime.BackendError as error:\n"
+        "    print(error)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert lines[0] == ALTERNATIVE
+    assert f"Keras already runs on {ALTERNATIVE}" in lines[1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ALTERNATIVE is None, reason="neither torch nor jax is installed")
+def test_grid_runs_and_repeats_on_the_alternative_backend(tmp_path, shared_data):
+    """The small grid's blood half (pretrain, extract, fine-tune, filters, score) on the
+    alternative backend; a second fine-tuning with the same seed gives the same metrics."""
+    config = write_config(
+        tmp_path / "config.yaml",
+        shared_data,
+        keras_backend=ALTERNATIVE,
+        targets=["blood"],
+        seeds=[0],
+        learning_curve={},
+    )
+    snakemake(tmp_path, config, "--cores", "2", timeout=900)
+    run_file = tmp_path / "results/vgg16/runs/blood/natural/ft-svm/seed0.json"
+    first = json.loads(run_file.read_text())
+    assert first["keras_backend"] == ALTERNATIVE
+    fe = json.loads((tmp_path / "results/vgg16/runs/blood/natural/fe-svm/seed0.json").read_text())
+    assert fe["keras_backend"] == ALTERNATIVE and 0 <= fe["auc_macro"] <= 1
+    filters = tmp_path / "results/vgg16/filters/natural/structural.json"
+    structural = json.loads(filters.read_text())
+    assert 0 <= structural["structural_percent"] <= 100
+    snakemake(tmp_path, config, "--cores", "2", str(run_file.relative_to(tmp_path)),
+              "--forcerun", "finetune")  # fmt: skip
+    again = json.loads(run_file.read_text())
+    for key in ("auc_macro", "accuracy", "confusion_matrix", "test_scores"):
+        assert again[key] == first[key], key
