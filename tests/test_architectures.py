@@ -214,3 +214,18 @@ def test_randhead_on_a_network_without_dense_layers_is_a_config_error():
     config["architectures"] = ["vgg16", "alexnet"]
     with pytest.raises(ConfigError, match="unknown architecture 'alexnet'"):
         check_config(config)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_mixed_precision_keeps_preprocessing_and_softmax_in_float32(arch):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_network(arch, 32, 3, width=0.125)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.get_layer("predictions").dtype_policy.compute_dtype == "float32"
+    assert model.output.dtype == "float32"
+    if "preprocess" in [layer.name for layer in model.layers] and arch != "vgg16":
+        assert model.get_layer("preprocess").dtype_policy.compute_dtype == "float32"
+    convs = [la for la in model.layers if isinstance(la, keras.layers.Conv2D)]
+    assert convs[0].dtype_policy.compute_dtype == "float16"  # the body does run in half

@@ -27,3 +27,24 @@ def test_benchmark_command_prints_its_table(shared_data):
     lines = result.stdout.splitlines()
     assert lines[0].split()[:4] == ["comparison", "ours", "baseline", "ratio"]
     assert [line.split(":")[0] for line in lines[1:]] == ["score", "prepare", "extract", "audit"]
+
+
+def test_fixed_cost_table_reads_every_keras_job_of_a_grid(small_grid):
+    """Every Keras job logs its phases; the table splits each job's time into start-up,
+    build, trace and work that add up to what the job's own clock saw."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from grid import fixed_cost, job_phases, job_seconds
+
+    phases = job_phases(small_grid)
+    counts = phases.groupby("rule").size().to_dict()
+    assert counts == {"extract": 4, "filters": 2, "finetune": 10, "pretrain": 1}
+    parts = phases[["startup", "build", "trace", "work"]]
+    assert (parts >= 0).all().all()
+    assert ((parts.sum(axis=1) - phases.total).abs() < 1e-6).all()
+    assert (phases.startup > 0.5).all()  # an interpreter and Keras cannot start for free
+    # no job's phases outlast Snakemake's measurement of the same job
+    measured = job_seconds(small_grid)
+    keras_jobs = measured[measured.rule.isin(["pretrain", "extract", "finetune", "filters"])]
+    assert phases.total.sum() <= keras_jobs.s.sum() + 1.0
+    table = fixed_cost(small_grid)
+    assert set(table.rule) == set(counts) and table.fixed_share.between(0, 1).all()

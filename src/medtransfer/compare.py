@@ -67,7 +67,8 @@ def gain_table(gains: pd.DataFrame, archs: list[str], sources: list[str]) -> pd.
         for source in columns:
             found = gains[(gains.architecture == arch) & (gains.source == source)]
             value = found.ft_gain.iloc[0] if len(found) else np.nan
-            row[SOURCE_LABELS.get(source, source)] = "" if np.isnan(value) else f"{value:+.3f}"
+            shown = round(float(value), 3) + 0.0  # no "-0.000"
+            row[SOURCE_LABELS.get(source, source)] = "" if np.isnan(value) else f"{shown:+.3f}"
         rows.append(row)
     return pd.DataFrame(rows, columns=["Architecture", *(SOURCE_LABELS.get(s, s) for s in columns)])
 

@@ -27,6 +27,8 @@ def maximise_activations(
     optimised together as one batch. Returns float images in the model's input range."""
     import keras
 
+    from .jobs import PHASES
+
     sub = keras.Model(model.input, model.get_layer(layer).output)
     n = min(n_filters, sub.output.shape[-1])
     size = model.input_shape[1]
@@ -36,11 +38,13 @@ def maximise_activations(
 
     def objective(x):
         activation = sub(x, training=False)
-        return keras.ops.sum(keras.ops.mean(activation, axis=(1, 2)) * pick)
+        mask = keras.ops.convert_to_tensor(pick, dtype=activation.dtype)
+        return keras.ops.sum(keras.ops.mean(activation, axis=(1, 2)) * mask)
 
     gradient = GRADIENTS[keras.backend.backend()]
     for _ in range(steps):
         grads = gradient(objective, image)
+        PHASES.mark("first_batch")  # tracing the gradient, plus one step
         norm = np.sqrt(np.mean(np.square(grads), axis=(1, 2, 3), keepdims=True)) + 1e-8
         image = image + step_size * grads / norm
     return image

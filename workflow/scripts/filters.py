@@ -7,7 +7,7 @@ import _checkout  # noqa: F401  (this checkout's package)
 from medtransfer import runtime
 from medtransfer.jobs import job_logging, phase
 
-with job_logging(snakemake) as log:
+with job_logging(snakemake, skip_teardown=True) as log:
     runtime.configure(snakemake.threads, 0, backend=snakemake.params.keras_backend)
     from medtransfer.architectures import architecture
     from medtransfer.filters import visualise_source

@@ -5,7 +5,7 @@ import _checkout  # noqa: F401  (this checkout's package)
 from medtransfer import runtime
 from medtransfer.jobs import job_logging, phase
 
-with job_logging(snakemake) as log:
+with job_logging(snakemake, skip_teardown=True) as log:
     p, w = snakemake.params, snakemake.wildcards
     seed = int(w.seed)
     runtime.configure(

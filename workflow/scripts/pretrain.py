@@ -6,7 +6,7 @@ import numpy as np
 from medtransfer import runtime
 from medtransfer.jobs import job_logging, phase
 
-with job_logging(snakemake) as log:
+with job_logging(snakemake, skip_teardown=True) as log:
     p = snakemake.params
     runtime.configure(
         snakemake.threads, p.seed, p.training["mixed_precision"], p.training["keras_backend"]
