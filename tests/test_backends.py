@@ -78,3 +78,18 @@ def test_grid_runs_and_repeats_on_the_alternative_backend(tmp_path, shared_data)
     again = json.loads(run_file.read_text())
     for key in ("auc_macro", "accuracy", "confusion_matrix", "test_scores"):
         assert again[key] == first[key], key
+
+
+def test_jobs_without_a_network_never_import_keras():
+    """score, the reports, the statistics and the audit need NumPy and scikit-learn only:
+    importing Keras (4 s with TensorFlow) in each of them would be pure start-up cost."""
+    modules = ["analysis", "audit", "classifiers", "compare", "config", "data", "download",
+               "filters", "io", "jobs", "metrics", "reporting", "runs", "runtime", "splits",
+               "stats", "target_report"]  # fmt: skip
+    code = (
+        "import sys\n"
+        + "".join(f"import medtransfer.{name}\n" for name in modules)
+        + "print(sorted(m for m in ('keras', 'tensorflow', 'torch', 'jax') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -53,6 +53,9 @@ RUN_FIELDS = {
     "config_hash",
     "skipped_images",
     "leakage",
+    "architecture",
+    "keras_backend",
+    "classifier_converged",
 }
 
 

@@ -1,9 +1,11 @@
 """score: a classifier on features (or pixels) and every metric of one run: its run record."""
 
 import time
+import warnings
 
 import _checkout  # noqa: F401  (this checkout's package)
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from medtransfer import runtime
 from medtransfer.audit import copies_in_test
@@ -28,6 +30,7 @@ with job_logging(snakemake) as log:
     meta, split = read_json(snakemake.input.meta), read_json(snakemake.input.split)
     labels, classes = np.asarray(meta["labels"]), meta["classes"]
     train_rows, test_rows = split["train"], split["test"]
+    converged = None  # no classifier is fitted for the network's own softmax
     if method.classifier == "head":
         scores = np.load(snakemake.input.network_scores, mmap_mode="r")[test_rows]
     else:
@@ -35,17 +38,23 @@ with job_logging(snakemake) as log:
             x = FlatPixels(load_prepared(snakemake.input.images, snakemake.input.meta)[0])
         else:
             x = np.load(snakemake.input.features, mmap_mode="r")
-        scores = fit_and_score(
-            method.classifier,
-            x[train_rows],
-            labels[train_rows],
-            x[test_rows],
-            len(classes),
-            seed,
-            p.svm_c,
-            snakemake.threads,
-            p.class_weights,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            scores = fit_and_score(
+                method.classifier,
+                x[train_rows],
+                labels[train_rows],
+                x[test_rows],
+                len(classes),
+                seed,
+                p.svm_c,
+                snakemake.threads,
+                p.class_weights,
+            )
+        converged = not any(issubclass(c.category, ConvergenceWarning) for c in caught)
+        if not converged:
+            log.warning("%s did not converge: its scores are those of the last iteration",
+                        method.classifier)  # fmt: skip
     scores = np.asarray(scores, dtype=np.float64)
     metrics = all_metrics(labels[test_rows], scores, classes, p.ordinal)
     training, extracted = optional_json("training"), optional_json("features_info")
@@ -68,6 +77,7 @@ with job_logging(snakemake) as log:
         "seed": seed,
         "kind": method.kind,
         "classifier": method.classifier,
+        "classifier_converged": converged,
         "variant": method.variant,
         "classes": classes,
         **metrics,
