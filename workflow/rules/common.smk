@@ -228,7 +228,8 @@ def get_audit_report_inputs(wildcards):
 
 def network_params(arch):
     """What every Keras job reads to build a network and run it: the architecture, its
-    width (VGG16 only), the feature layer, the Keras backend and the accelerator switches."""
+    width (VGG16 only), the feature layer, the Keras backend and the accelerator switches.
+    """
     has_width = architecture(arch).has_width
     return {
         "arch": arch,
