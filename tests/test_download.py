@@ -206,7 +206,7 @@ def test_the_portable_demo_runs_on_pneumoniamnist_from_a_local_server(
     workdir.mkdir()
     snakemake(workdir, path, "--cores", "2", timeout=900)
     assert (tmp_path / "data" / "medmnist" / "pneumoniamnist.npz").read_bytes() == data
-    assert (workdir / "results" / "runs" / "pneumonia" / "none" / "fe-svm" / "seed0.json").is_file()
+    assert (workdir / "results/vgg16/runs/pneumonia/none/fe-svm/seed0.json").is_file()
     assert "| pneumonia |" in (workdir / "results" / "table2.md").read_text()
     again = snakemake(workdir, path, "-n", "--cores", "2")
     assert "Nothing to be done" in again.stdout + again.stderr  # the second run fetches nothing

@@ -83,7 +83,9 @@ def test_small_grid_runs_through_slurm(slurm, tmp_path, shared_data):
                                   *CI_OVERRIDES)]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    runs = [p for p in (tmp_path / "results" / "runs").rglob("seed*.json") if "_frac" not in p.name]
+    runs = [
+        p for p in (tmp_path / "results/vgg16/runs").rglob("seed*.json") if "_frac" not in p.name
+    ]
     assert len(runs) == 16
     assert all(0 <= json.loads(p.read_text())["auc_macro"] <= 1 for p in runs)
     assert (tmp_path / "results" / "table2.csv").is_file()

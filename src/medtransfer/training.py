@@ -79,6 +79,25 @@ class TrainingState:
     train_seconds: float = 0.0  # of all completed epochs, those before a kill included
 
 
+def seed_generators(layer) -> list:
+    """Every random-number generator of a model's layers (dropout and stochastic depth),
+    nested models included."""
+    found = [value for value in vars(layer).values()
+             if isinstance(value, keras.random.SeedGenerator)]  # fmt: skip
+    for child in getattr(layer, "layers", []):
+        found += seed_generators(child)
+    return found
+
+
+def reseed_for_epoch(model: keras.Model, seed: int, epoch: int) -> None:
+    """Each epoch's dropout masks from (seed, epoch, layer) alone, as its batch order. Keras
+    does not save a generator's state with the model, so without this a resumed run would
+    draw other masks than an uninterrupted one (EfficientNet's stochastic depth did)."""
+    for index, generator in enumerate(seed_generators(model)):
+        start = np.random.default_rng([seed, epoch, index]).integers(0, 2**31 - 1)
+        generator.state.assign(keras.ops.convert_to_tensor([start, 0], dtype=generator.state.dtype))
+
+
 def compile_for_training(model: keras.Model, settings: dict[str, Any]) -> None:
     model.compile(
         optimizer=keras.optimizers.SGD(
@@ -178,6 +197,7 @@ def train(
         started = time.monotonic()
         epoch = state.next_epoch
         train_data = BatchSequence(images, labels, split["train"], batch, weights, seed, epoch)
+        reseed_for_epoch(model, seed, epoch)
         fit = model.fit(train_data, epochs=1, verbose=0, shuffle=False)
         val_loss, val_acc = model.evaluate(val_data, verbose=0)
         record = {
