@@ -160,8 +160,8 @@ def _check_architectures(config: dict[str, Any]) -> None:
                     f"architectures.{name}.{key}: {extra} not in the config's {key} "
                     f"({config[key]}); an architecture runs a part of the grid"
                 )
-        randhead = [m for m in grid["methods"] if parse_method(m).variant
-                    and parse_method(m).variant.endswith("-randhead")]  # fmt: skip
+        randhead = [m for m in grid["methods"]
+                    if (parse_method(m).variant or "").endswith("-randhead")]  # fmt: skip
         if randhead and not architecture_spec(name).has_dense_head:
             raise ConfigError(
                 f"methods: {randhead[0]} re-initialises VGG16's dense layers; {name} has "

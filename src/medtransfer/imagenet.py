@@ -20,7 +20,8 @@ class WeightsUnavailable(RuntimeError):
 
 def uses_top(image_size: int, arch: str = DEFAULT_ARCHITECTURE) -> bool:
     """Only VGG16 keeps its ImageNet dense layers (fc1, fc2), and only at 224 px input."""
-    return architecture(arch).weights_file(image_size) is architecture(arch).top
+    spec = architecture(arch)
+    return spec.top is not None and spec.weights_file(image_size) is spec.top
 
 
 def weights_file(image_size: int, arch: str = DEFAULT_ARCHITECTURE) -> WeightsFile:

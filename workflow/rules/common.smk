@@ -81,6 +81,7 @@ SPLIT_FRACTION = "results/splits/{task}/seed{seed}_frac{fraction}.json"
 AUDIT = "results/audit/{task}/"
 OVERLAP = "results/audit/overlap/{trained}/{target}"
 ARCH = "results/{arch}/"
+SOURCE_DIR = "results/{arch}/models/{source}/"
 SOURCE_MODEL = "results/{arch}/models/{source}/model.keras"
 # Keras' published ImageNet files are legacy HDF5: the name must end in .h5, not .weights.h5
 # (which Keras 3 reads as its own format).
@@ -293,12 +294,8 @@ def similarity_pairs(arch):
         (
             source,
             target,
-            SOURCE_MODEL.format(arch=arch, source=source).replace(
-                "model.keras", "features.npy"
-            ),
-            SOURCE_MODEL.format(arch=arch, source=source).replace(
-                "model.keras", "source.json"
-            ),
+            SOURCE_DIR.format(arch=arch, source=source) + "features.npy",
+            SOURCE_DIR.format(arch=arch, source=source) + "source.json",
             FEATURES.format(arch=arch, target=target, source=source),
             TASK_META.format(task=target, size=SIZE),
         )
@@ -315,9 +312,7 @@ def source_infos(arch):
         source: (
             None
             if source == mtc.IMAGENET
-            else SOURCE_MODEL.format(arch=arch, source=source).replace(
-                "model.keras", "source.json"
-            )
+            else SOURCE_DIR.format(arch=arch, source=source) + "source.json"
         )
         for source in SOURCES_OF[arch]
         if source != mtc.NO_SOURCE
