@@ -1,0 +1,316 @@
+"""Transferability estimators: how well will a source network do on a target, from its frozen
+features (and, where the source has classes of its own, its softmax) alone?
+
+Each estimator is a pure function of the train+val rows of one seed's split (never the test
+rows), written from its paper's definition; higher is better for all of them:
+
+- LogME (You et al., ICML 2021): the log marginal evidence of a Bayesian linear model from
+  features to each one-hot label column, maximised over its prior and noise precisions.
+- H-score (Bao et al., ICIP 2019): trace(pinv(Cov_f) Cov_g), g the class-conditional means.
+- GBC (Pándy et al., CVPR 2022): minus the summed Bhattacharyya coefficients of per-class
+  diagonal Gaussians, on PCA-reduced features (64 dimensions).
+- N-LEEP (Li et al., CVPR 2021): LEEP with the posteriors of a Gaussian mixture fitted on
+  PCA-reduced features (80% of the variance kept) in place of a source softmax.
+- LEEP (Nguyen et al., ICML 2020) and NCE (Tran et al., ICCV 2019): need the source's own
+  softmax (sources trained by `pretrain`; ImageNet's 1000 classes only at 224 px).
+
+Also the feature-reuse probes of Matsoukas et al. (CVPR 2022): linear CKA (Kornblith et al.,
+ICML 2019) between two representations of the same images, and k-NN accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+ESTIMATORS = ("logme", "hscore", "gbc", "nleep", "leep", "nce")
+NEEDS_SOURCE_SOFTMAX = ("leep", "nce")
+GBC_DIMS = 64
+NLEEP_VARIANCE = 0.8
+NLEEP_COMPONENTS_PER_CLASS = 5
+
+
+class EstimatorError(ValueError):
+    """Inputs an estimator cannot score; the message says which and why."""
+
+
+def _check(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    features = np.asarray(features, dtype=np.float64)
+    labels = np.asarray(labels)
+    if features.ndim != 2 or len(features) != len(labels):
+        raise EstimatorError(
+            f"features {features.shape} and labels {labels.shape} do not pair up row by row"
+        )
+    if len(np.unique(labels)) < 2:
+        raise EstimatorError("a transferability estimate needs at least two classes")
+    if not np.isfinite(features).all():
+        raise EstimatorError("features contain NaN or infinite values")
+    return features, labels
+
+
+def _one_hot(labels: np.ndarray) -> np.ndarray:
+    classes = np.unique(labels)
+    return (labels[:, None] == classes[None, :]).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """The eigendecomposition of FᵀF (uncentred, LogME) or of the centred FᵀF (H-score's
+    pinv(Cov_f), and the PCA of GBC and N-LEEP). At 4,096 dimensions each is most of an
+    estimator's cost, so each is computed once per feature matrix and shared."""
+
+    eigenvalues: np.ndarray  # ascending, clipped at 0
+    eigenvectors: np.ndarray
+    n: int
+    mean: np.ndarray  # subtracted before the product (zeros: uncentred)
+
+    @classmethod
+    def of(cls, features: np.ndarray, centred: bool) -> Spectrum:
+        mean = features.mean(axis=0) if centred else np.zeros(features.shape[1])
+        rows = features - mean if centred else features
+        values, vectors = np.linalg.eigh(rows.T @ rows)
+        return cls(np.clip(values, 0.0, None), vectors, len(features), mean)
+
+    def principal_components(self, features: np.ndarray, n: int) -> np.ndarray:
+        """The rows projected on the `n` leading principal axes (a centred spectrum)."""
+        return (features - self.mean) @ self.eigenvectors[:, ::-1][:, :n]
+
+    def components_for(self, variance: float) -> int:
+        """The fewest principal axes that keep `variance` of the total variance."""
+        explained = np.cumsum(self.eigenvalues[::-1]) / max(self.eigenvalues.sum(), 1e-300)
+        return int(np.searchsorted(explained, variance) + 1)
+
+
+def _logme_column(moment: Spectrum, projected: np.ndarray, y_norm2: float) -> float:
+    """Maximised log evidence / n of one target column, by the fixed-point updates of You
+    et al. (Algorithm 1), computed in the eigenbasis of FᵀF: `projected` is VᵀFᵀy."""
+    n, s2 = moment.n, moment.eigenvalues
+    dims = len(s2)
+    alpha, beta = 1.0, 1.0
+    for _ in range(1000):
+        shrink = beta / (alpha + beta * s2)
+        gamma = float(np.sum(beta * s2 / (alpha + beta * s2)))
+        m2 = float(np.sum((shrink * projected) ** 2))  # mᵀm
+        fm2 = float(np.sum(s2 * (shrink * projected) ** 2))  # ||Fm||²
+        yfm = float(np.sum(shrink * projected**2))  # yᵀFm
+        residual = max(fm2 - 2 * yfm + y_norm2, 1e-12)
+        new_alpha, new_beta = gamma / max(m2, 1e-12), (n - gamma) / residual
+        done = abs(new_alpha - alpha) / alpha < 1e-8 and abs(new_beta - beta) / beta < 1e-8
+        alpha, beta = new_alpha, new_beta
+        if done:
+            break
+    shrink = beta / (alpha + beta * s2)
+    m2 = float(np.sum((shrink * projected) ** 2))
+    residual = float(np.sum(s2 * (shrink * projected) ** 2)) - 2 * float(
+        np.sum(shrink * projected**2)
+    )
+    residual = max(residual + y_norm2, 1e-12)
+    evidence = (
+        n / 2 * math.log(beta)
+        + dims / 2 * math.log(alpha)
+        - n / 2 * math.log(2 * math.pi)
+        - beta / 2 * residual
+        - alpha / 2 * m2
+        - 0.5 * float(np.sum(np.log(alpha + beta * s2)))
+    )
+    return evidence / n
+
+
+def logme(features: np.ndarray, labels: np.ndarray, moment: Spectrum | None = None) -> float:
+    """LogME (You et al., "LogME: Practical Assessment of Pre-trained Models for Transfer
+    Learning", ICML 2021): the mean over one-hot label columns of the maximum over α, β of
+    log p(y | F, α, β) / n, for y = Fw + ε, w ~ N(0, α⁻¹I), ε ~ N(0, β⁻¹I)."""
+    features, labels = _check(features, labels)
+    moment = moment or Spectrum.of(features, centred=False)
+    targets = _one_hot(labels)
+    projected = moment.eigenvectors.T @ (features.T @ targets)
+    return float(
+        np.mean(
+            [
+                _logme_column(moment, projected[:, k], float(targets[:, k] @ targets[:, k]))
+                for k in range(targets.shape[1])
+            ]
+        )
+    )
+
+
+def hscore(
+    features: np.ndarray,
+    labels: np.ndarray,
+    spectrum: Spectrum | None = None,
+    rcond: float = 1e-10,
+) -> float:
+    """H-score (Bao et al., "An Information-Theoretic Approach to Transferability in Task
+    Transfer Learning", ICIP 2019) in the authors' form trace(pinv(Cov_f) · Cov_g), where g
+    replaces each row by its class's mean feature (both covariances as np.cov, n - 1).
+
+    pinv(Cov_f) from the eigendecomposition of the centred FᵀF: eigenvalues below `rcond`
+    of the largest count as zero (the authors' 1e-15 would keep rounding noise of a
+    4,096-d matrix; dead ReLU units give exact zeros)."""
+    features, labels = _check(features, labels)
+    n = len(features)
+    spectrum = spectrum or Spectrum.of(features, centred=True)
+    classes, counts = np.unique(labels, return_counts=True)
+    deviations = np.stack([features[labels == c].mean(axis=0) for c in classes]) - spectrum.mean
+    values = spectrum.eigenvalues / (n - 1)
+    kept = values > rcond * max(values.max(), 1e-300)
+    inverse = np.where(kept, 1.0 / np.where(kept, values, 1.0), 0.0)
+    quadratic = ((deviations @ spectrum.eigenvectors) ** 2 * inverse).sum(axis=1)
+    return float(np.sum(counts / (n - 1) * quadratic))
+
+
+def gbc(
+    features: np.ndarray,
+    labels: np.ndarray,
+    spectrum: Spectrum | None = None,
+    dims: int = GBC_DIMS,
+) -> float:
+    """GBC (Pándy et al., "Transferability Estimation using Bhattacharyya Class
+    Separability", CVPR 2022): features reduced by PCA to `dims`, a diagonal Gaussian per
+    class, GBC = -Σ_{i≠j} exp(-D_B(i, j)) with the Bhattacharyya distance
+    D_B = ⅛ Δμᵀ Σ⁻¹ Δμ + ½ ln(det Σ / √(det Σ_i det Σ_j)), Σ = (Σ_i + Σ_j) / 2."""
+    features, labels = _check(features, labels)
+    spectrum = spectrum or Spectrum.of(features, centred=True)
+    reduced = spectrum.principal_components(features, dims)
+    classes = np.unique(labels)
+    means = np.stack([reduced[labels == c].mean(axis=0) for c in classes])
+    variances = np.stack([reduced[labels == c].var(axis=0) for c in classes]) + 1e-9
+    total = 0.0
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            if i == j:
+                continue
+            pooled = (variances[i] + variances[j]) / 2
+            distance = np.sum((means[i] - means[j]) ** 2 / pooled) / 8 + 0.5 * np.sum(
+                np.log(pooled) - 0.5 * (np.log(variances[i]) + np.log(variances[j]))
+            )
+            total += math.exp(-distance)
+    return -total
+
+
+def leep(source_softmax: np.ndarray, labels: np.ndarray) -> float:
+    """LEEP (Nguyen et al., "LEEP: A New Measure to Evaluate Transferability of Learned
+    Representations", ICML 2020): the mean log-likelihood of the "expected empirical
+    predictor" Σ_z P̂(y|z) θ_z(x), P̂ from the joint of target labels and source softmax."""
+    theta = np.asarray(source_softmax, dtype=np.float64)
+    labels = np.asarray(labels)
+    if theta.ndim != 2 or len(theta) != len(labels):
+        raise EstimatorError(f"softmax {theta.shape} and labels {labels.shape} do not pair up")
+    targets = _one_hot(labels)
+    joint = targets.T @ theta / len(labels)  # P̂(y, z)
+    conditional = joint / np.clip(joint.sum(axis=0, keepdims=True), 1e-300, None)  # P̂(y|z)
+    expected = theta @ conditional.T  # n x classes
+    picked = expected[np.arange(len(labels)), np.searchsorted(np.unique(labels), labels)]
+    return float(np.mean(np.log(np.clip(picked, 1e-300, None))))
+
+
+def nce(source_softmax: np.ndarray, labels: np.ndarray) -> float:
+    """NCE (Tran et al., "Transferability and Hardness of Supervised Classification Tasks",
+    ICCV 2019): -H(Y|Z), Z the source's hard prediction argmax θ(x)."""
+    theta = np.asarray(source_softmax)
+    labels = np.asarray(labels)
+    z = theta.argmax(axis=1)
+    _, y = np.unique(labels, return_inverse=True)
+    joint = np.zeros((y.max() + 1, theta.shape[1]))
+    np.add.at(joint, (y, z), 1.0)
+    joint /= len(labels)
+    marginal = joint.sum(axis=0, keepdims=True)
+    nonzero = joint > 0
+    ratio = joint[nonzero] / np.broadcast_to(marginal, joint.shape)[nonzero]
+    return float(np.sum(joint[nonzero] * np.log(ratio)))
+
+
+def nleep(
+    features: np.ndarray,
+    labels: np.ndarray,
+    spectrum: Spectrum | None = None,
+    seed: int = 0,
+    variance: float = NLEEP_VARIANCE,
+    per_class: int = NLEEP_COMPONENTS_PER_CLASS,
+) -> float:
+    """N-LEEP (Li et al., "Ranking Neural Checkpoints", CVPR 2021): LEEP with the posteriors
+    of a Gaussian mixture (`per_class` components per target class) fitted on the features
+    reduced by PCA to `variance` of their variance. Diagonal covariances keep it to seconds
+    at 4,096-d features; the mixture is seeded, so the score is reproducible."""
+    from sklearn.mixture import GaussianMixture
+
+    features, labels = _check(features, labels)
+    spectrum = spectrum or Spectrum.of(features, centred=True)
+    reduced = spectrum.principal_components(features, spectrum.components_for(variance))
+    n_classes = len(np.unique(labels))
+    components = max(1, min(per_class * n_classes, len(features) // 2))
+    mixture = GaussianMixture(
+        components, covariance_type="diag", reg_covar=1e-6, random_state=seed, max_iter=200
+    ).fit(reduced)
+    return leep(mixture.predict_proba(reduced), labels)
+
+
+def estimate_all(
+    features: np.ndarray,
+    labels: np.ndarray,
+    source_softmax: np.ndarray | None = None,
+    estimators: tuple[str, ...] = ESTIMATORS,
+    seed: int = 0,
+) -> dict[str, float | None]:
+    """Every requested estimator on the same rows; LEEP and NCE are None without a source
+    softmax. H-score, GBC and N-LEEP share one eigendecomposition (of the centred features)."""
+    unknown = sorted(set(estimators) - set(ESTIMATORS))
+    if unknown:
+        raise EstimatorError(f"unknown estimator(s) {', '.join(unknown)}; known: {ESTIMATORS}")
+    features, labels = _check(features, labels)
+    uses_pca = {"hscore", "gbc", "nleep"} & set(estimators)
+    centred = Spectrum.of(features, centred=True) if uses_pca else None
+    table: dict[str, Callable[[], float | None]] = {
+        "logme": lambda: logme(features, labels),
+        "hscore": lambda: hscore(features, labels, centred),
+        "gbc": lambda: gbc(features, labels, centred),
+        "nleep": lambda: nleep(features, labels, centred, seed),
+        "leep": lambda: None if source_softmax is None else leep(source_softmax, labels),
+        "nce": lambda: None if source_softmax is None else nce(source_softmax, labels),
+    }
+    return {name: table[name]() for name in estimators}
+
+
+# Feature-reuse probes
+
+
+def gram(activations: np.ndarray) -> np.ndarray:
+    """The linear kernel XXᵀ of flattened activations (n x n): CKA needs only this, so a
+    network's activations at 224 px never have to be kept."""
+    flat = np.asarray(activations, dtype=np.float64).reshape(len(activations), -1)
+    return flat @ flat.T
+
+
+def _centre(k: np.ndarray) -> np.ndarray:
+    mean_rows = k.mean(axis=0, keepdims=True)
+    return k - mean_rows - mean_rows.T + k.mean()
+
+
+def cka(k: np.ndarray, l: np.ndarray) -> float:  # noqa: E741 (the papers' names)
+    """Linear CKA (Kornblith et al., "Similarity of Neural Network Representations
+    Revisited", ICML 2019) from two Gram matrices of the same images: HSIC(K, L) /
+    √(HSIC(K, K) HSIC(L, L)), with centred kernels. 1 for identical representations,
+    invariant to orthogonal transforms and isotropic scaling of either."""
+    kc, lc = _centre(k), _centre(l)
+    denominator = math.sqrt(float(np.sum(kc * kc)) * float(np.sum(lc * lc)))
+    return float(np.sum(kc * lc) / denominator) if denominator > 0 else float("nan")
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    return cka(gram(x), gram(y))
+
+
+def knn_accuracy(
+    train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray, k: int
+) -> float:
+    """Accuracy of a k-nearest-neighbour classifier (Euclidean, on standardised features)."""
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), KNeighborsClassifier(min(k, len(train))))
+    model.fit(train, train_labels)
+    return float(np.mean(model.predict(test) == np.asarray(test_labels)))

@@ -1,0 +1,150 @@
+"""Transferability estimators and feature-reuse probes on synthetic data whose answer is
+known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+from scipy.stats import ortho_group
+
+from medtransfer import transferability as tr
+
+
+def blobs(separation: float, n: int = 300, dims: int = 20, classes: int = 3, seed: int = 0):
+    """Gaussian classes whose means lie `separation` apart along orthogonal axes."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    means = np.zeros((classes, dims))
+    means[np.arange(classes), np.arange(classes)] = separation
+    return means[labels] + rng.standard_normal((n, dims)), labels
+
+
+@pytest.mark.parametrize("name", ["logme", "hscore", "gbc", "nleep"])
+def test_separable_classes_score_above_overlapping_ones(name):
+    separable, labels = blobs(6.0)
+    overlapping, _ = blobs(0.3)
+    scores = [
+        tr.estimate_all(f, labels, estimators=(name,))[name] for f in (separable, overlapping)
+    ]
+    assert scores[0] > scores[1]
+
+
+def direct_evidence(features: np.ndarray, y: np.ndarray) -> float:
+    """max over α, β of log N(y; 0, β⁻¹I + α⁻¹FFᵀ) / n, by a general-purpose optimiser."""
+    n = len(y)
+
+    def negative(log_params):
+        alpha, beta = np.exp(log_params)
+        cov = np.eye(n) / beta + features @ features.T / alpha
+        _, logdet = np.linalg.slogdet(cov)
+        return 0.5 * (logdet + y @ np.linalg.solve(cov, y) + n * math.log(2 * math.pi))
+
+    best = minimize(negative, x0=np.zeros(2), method="Nelder-Mead", options={"xatol": 1e-8})
+    return -best.fun / n
+
+
+def test_logme_agrees_with_a_slow_direct_maximisation():
+    features, labels = blobs(1.5, n=60, dims=8, classes=2, seed=3)
+    onehot = (labels[:, None] == np.arange(2)).astype(float)
+    expected = np.mean([direct_evidence(features, onehot[:, k]) for k in range(2)])
+    assert tr.logme(features, labels) == pytest.approx(expected, abs=1e-5)
+
+
+def test_logme_takes_more_dimensions_than_rows():
+    features, labels = blobs(2.0, n=40, dims=100, classes=2)
+    onehot = (labels[:, None] == np.arange(2)).astype(float)
+    expected = np.mean([direct_evidence(features, onehot[:, k]) for k in range(2)])
+    assert tr.logme(features, labels) == pytest.approx(expected, abs=1e-5)
+
+
+def test_hscore_equals_its_closed_form_on_a_hand_example():
+    # one feature, two classes of two rows: class means ±1 around 0, all rows at ±1
+    features = np.array([[-1.0], [-1.0], [1.0], [1.0]])
+    labels = np.array([0, 0, 1, 1])
+    # Cov_f = 4/3, Cov_g = 4/3 (every row equals its class mean): H = 1
+    assert tr.hscore(features, labels) == pytest.approx(1.0)
+    # noise inside the classes: Cov_f = (4 + 4 * 0.25) / 3, Cov_g = 4/3
+    noisy = np.array([[-1.5], [-0.5], [0.5], [1.5]])
+    assert tr.hscore(noisy, labels) == pytest.approx((4 / 3) / (5 / 3))
+
+
+@pytest.mark.parametrize("dead_columns", [0, 5])
+def test_hscore_matches_the_authors_pinv_form(dead_columns):
+    features, labels = blobs(1.0, n=200, dims=30)
+    features[:, :dead_columns] = 0.0  # dead ReLU units: a singular Cov_f
+    g = np.stack([features[labels == c].mean(axis=0) for c in labels])
+    expected = np.trace(
+        np.linalg.pinv(np.cov(features, rowvar=False), rcond=1e-15) @ np.cov(g, rowvar=False)
+    )
+    assert tr.hscore(features, labels) == pytest.approx(expected, rel=1e-6)
+
+
+def test_hscore_ignores_a_constant_feature():
+    features, labels = blobs(1.0, n=200, dims=10)
+    features[:, 0] = 3.0
+    g = np.stack([features[labels == c].mean(axis=0) for c in labels])
+    expected = np.trace(
+        np.linalg.pinv(np.cov(features, rowvar=False), rcond=1e-15) @ np.cov(g, rowvar=False)
+    )
+    assert tr.hscore(features, labels) == pytest.approx(expected, rel=1e-6)
+
+
+def test_gbc_is_zero_for_far_apart_classes_and_minus_pairs_for_identical_ones():
+    far, labels = blobs(200.0, classes=2)
+    assert tr.gbc(far, labels) == pytest.approx(0.0, abs=1e-12)
+    same = np.random.default_rng(0).standard_normal((4000, 5))
+    assert tr.gbc(same, np.arange(4000) % 2) == pytest.approx(-2.0, abs=0.01)
+
+
+def test_leep_and_nce_reward_a_softmax_that_predicts_the_labels():
+    labels = np.arange(200) % 2
+    informative = np.eye(3)[labels] * 0.9 + 0.1 / 3
+    uninformative = np.full((200, 3), 1 / 3)
+    assert tr.leep(informative, labels) > tr.leep(uninformative, labels)
+    # uniform softmax: the expected predictor is the label prior, LEEP = log(1/2)
+    assert tr.leep(uninformative, labels) == pytest.approx(math.log(0.5))
+    # hard predictions that determine the label: H(Y|Z) = 0
+    assert tr.nce(informative, labels) == pytest.approx(0.0)
+    assert tr.nce(uninformative, labels) == pytest.approx(math.log(0.5))
+
+
+def test_estimate_all_leaves_leep_out_without_a_source_softmax():
+    features, labels = blobs(2.0)
+    scores = tr.estimate_all(features, labels)
+    assert scores["leep"] is None and scores["nce"] is None
+    assert all(np.isfinite(scores[k]) for k in ("logme", "hscore", "gbc", "nleep"))
+    with pytest.raises(tr.EstimatorError, match="unknown estimator"):
+        tr.estimate_all(features, labels, estimators=("logme", "leap"))
+    with pytest.raises(tr.EstimatorError, match="two classes"):
+        tr.logme(features, np.zeros(len(features)))
+
+
+def test_estimators_are_reproducible():
+    features, labels = blobs(1.0)
+    assert tr.estimate_all(features, labels, seed=4) == tr.estimate_all(features, labels, seed=4)
+
+
+def test_cka_of_a_representation_with_itself_is_one_and_invariant():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 12))
+    rotated = x @ ortho_group.rvs(12, random_state=1) * 7.5
+    assert tr.linear_cka(x, x) == pytest.approx(1.0)
+    assert tr.linear_cka(x, rotated) == pytest.approx(1.0)
+    unrelated = rng.standard_normal((50, 12))
+    assert tr.linear_cka(x, unrelated) < 0.6
+    # a feature-space form of the same quantity (Kornblith et al., eq. 5)
+    xc, yc = x - x.mean(0), unrelated - unrelated.mean(0)
+    expected = np.linalg.norm(yc.T @ xc) ** 2 / (
+        np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc)
+    )
+    assert tr.linear_cka(x, unrelated) == pytest.approx(expected)
+
+
+def test_knn_accuracy_separates_separable_classes():
+    features, labels = blobs(8.0)
+    assert tr.knn_accuracy(features[:200], labels[:200], features[200:], labels[200:], 5) > 0.95
+    noise, _ = blobs(0.0)
+    assert tr.knn_accuracy(noise[:200], labels[:200], noise[200:], labels[200:], 5) < 0.6
