@@ -12,6 +12,11 @@
 #   extract   frozen features of a target       -> results/{arch}/features/{target}/{source}.npy
 #   finetune  retrain on a target's seed split  -> results/{arch}/finetune/{target}/{source}/{variant}/seed{seed}/
 #   score     classifier + metrics of one run   -> results/{arch}/runs/{target}/{source}/{method}/seed{seed}.json
+#   estimate  transferability estimates from the -> results/{arch}/transferability/{target}/{source}.csv
+#             frozen features; k-NN probe          results/{arch}/probes/{target}/{source}_knn.csv
+#   transferability  estimators vs measured gains -> results/{arch}/transferability/tau.md
+#   choose_sources   (adaptive) top-k sources     -> results/{arch}/transferability/{target}/chosen.json
+#   probes    CKA source vs fine-tuned per stage  -> results/{arch}/probes/{target}/cka.png
 #   table2, figure, filters                     -> results/{arch}/: Table II, Figure 3, filter grids
 #   compare_architectures                       -> results/architectures.{csv,md,tex,png}
 import runpy
@@ -45,6 +50,7 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/transferability.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -59,6 +65,8 @@ localrules:
     subsample,
     audit_report,
     primary,
+    choose_sources,
+    adaptive_report,
 
 
 rule all:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.optimize import minimize
 from scipy.stats import ortho_group
@@ -148,3 +149,81 @@ def test_knn_accuracy_separates_separable_classes():
     assert tr.knn_accuracy(features[:200], labels[:200], features[200:], labels[200:], 5) > 0.95
     noise, _ = blobs(0.0)
     assert tr.knn_accuracy(noise[:200], labels[:200], noise[200:], labels[200:], 5) < 0.6
+
+
+def estimates_and_gains(scores: dict[str, list[float]], gains: dict[str, list[float]]):
+    """Frames as the transferability stage reads them: one target, seeds 0..n-1."""
+    est = pd.DataFrame(
+        [
+            {"target": "t", "source": s, "seed": i, "estimator": "logme", "score": v}
+            for s, values in scores.items()
+            for i, v in enumerate(values)
+        ]
+    )
+    gain = pd.DataFrame(
+        [
+            {"target": "t", "source": s, "seed": i, "kind": kind, "gain": v}
+            for s, values in gains.items()
+            for i, v in enumerate(values)
+            for kind in ("ft", "fe")
+        ]
+    )
+    return est, gain
+
+
+def test_tau_is_one_for_an_estimator_that_ranks_as_fine_tuning_does():
+    from medtransfer.ranking import tau_table
+
+    est, gain = estimates_and_gains(
+        {"a": [1, 1.1, 0.9], "b": [2, 2.1, 1.9], "c": [3, 3.2, 2.8], "none": [0, 0, 0]},
+        {"a": [0.01, 0.02, 0.0], "b": [0.05, 0.04, 0.06], "c": [0.1, 0.12, 0.09]},
+    )
+    row = tau_table(est, gain, n_boot=200).query("gain == 'ft'").iloc[0]
+    assert row.tau == pytest.approx(1.0) and row.weighted_tau == pytest.approx(1.0)
+    assert row.tau_low == pytest.approx(1.0) and row.n_sources == 3  # 'none' is the reference
+    reversed_gain = gain.assign(gain=-gain.gain)
+    assert tau_table(est, reversed_gain, n_boot=200).tau.iloc[0] == pytest.approx(-1.0)
+
+
+def test_tau_says_why_where_it_cannot_be_given():
+    from medtransfer.ranking import tau_markdown, tau_table
+
+    est, gain = estimates_and_gains({"a": [1, 2], "b": [2, 3]}, {"a": [0.1, 0.2], "b": [0, 0]})
+    table = tau_table(est, gain, n_boot=100)
+    assert table.tau.isna().all()
+    assert "a ranking needs at least 3" in table.note.iloc[0]
+    assert "nan" not in tau_markdown(table).lower()
+
+
+def test_seed_gains_pair_each_run_with_no_transfer_on_its_seed():
+    from medtransfer.ranking import seed_gains
+    from medtransfer.runs import Run
+
+    def run(source, method, seed, auc):
+        return Run("t", source, method, seed, ["a", "b"], auc, {}, 0.5, None, None, {}, 0.5,
+                   0.5, [[1]], {}, [], [])  # fmt: skip
+
+    runs = [run("none", "ft-svm", 0, 0.6), run("none", "ft-svm", 1, 0.7),
+            run("x", "ft-svm", 0, 0.8), run("x", "fe-svm", 1, 0.65)]  # fmt: skip
+    gains = seed_gains(runs, "fe-svm", "ft-svm").set_index(["kind", "seed"]).gain
+    assert gains[("ft", 0)] == pytest.approx(0.2) and gains[("fe", 1)] == pytest.approx(-0.05)
+
+
+def test_choose_sources_takes_the_top_k_and_names_what_it_needs():
+    from medtransfer.ranking import choose_sources
+
+    est, _ = estimates_and_gains({"a": [1, 1], "b": [3, 3], "c": [2, 2]}, {})
+    choice = choose_sources(est, "logme", 2, ["a", "b", "c"])
+    assert choice["selected"] == ["b", "c"] and choice["left_out"] == ["a"]
+    with pytest.raises(ValueError, match="no estimate for source.*d"):
+        choose_sources(est, "logme", 1, ["a", "d"])
+
+
+def test_hscore_saturates_at_classes_minus_one_with_fewer_rows_than_dimensions():
+    rng = np.random.default_rng(0)
+    labels = np.arange(40) % 4
+    for features in (
+        rng.standard_normal((40, 100)),
+        rng.standard_normal((40, 100)) + labels[:, None],
+    ):
+        assert tr.hscore(features, labels) == pytest.approx(3.0)

@@ -119,8 +119,31 @@ def check_config(config: dict[str, Any]) -> None:
     if config["image_size"] < MIN_IMAGE_SIZE:
         raise ConfigError(f"image_size: {config['image_size']} is below VGG16's minimum of 32")
     _check_architectures(config)
+    _check_adaptive(config)
     if len(set(config["seeds"])) != len(config["seeds"]):
         raise ConfigError(f"seeds: repeated seed in {config['seeds']}")
+
+
+def _check_adaptive(config: dict[str, Any]) -> None:
+    """The adaptive grid's estimator must be computed, and for LEEP/NCE every source it
+    ranks must have classes of its own (ImageNet's only on VGG16 at 224 px)."""
+    adaptive = config.get("adaptive")
+    if not adaptive:
+        return
+    estimator = adaptive.get("estimator", "logme")
+    computed = config.get("transferability", {}).get("estimators")
+    if computed is not None and estimator not in computed:
+        raise ConfigError(
+            f"adaptive.estimator: {estimator} is not among transferability.estimators "
+            f"({', '.join(computed)})"
+        )
+    if estimator in ("leep", "nce") and IMAGENET in config["sources"]:
+        archs = {a if isinstance(a, str) else a["name"] for a in config.get("architectures", [])}
+        if config["image_size"] != 224 or archs - {"vgg16"}:
+            raise ConfigError(
+                f"adaptive.estimator: {estimator} needs each source's own softmax; ImageNet "
+                "has one only on VGG16 at 224 px: use logme, hscore, gbc or nleep"
+            )
 
 
 GRID_KEYS = ("sources", "targets", "methods", "seeds")

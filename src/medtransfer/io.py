@@ -53,6 +53,11 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
         np.save(handle, array)
 
 
+def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)

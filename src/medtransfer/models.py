@@ -290,14 +290,106 @@ def predict_in_chunks(
     model: keras.Model, images: np.ndarray, batch_size: int = 64, rows: np.ndarray | None = None
 ) -> np.ndarray:
     """Outputs for a (memory-mapped) uint8 array, reading `batch_size` images at a time."""
-    rows = np.arange(len(images)) if rows is None else np.asarray(rows)
-    first = model.predict_on_batch(np.asarray(images[rows[:1]], dtype=np.float32))
-    PHASES.mark("first_batch")  # tracing or compiling the forward pass, plus one image
-    out = np.empty((len(rows), *first.shape[1:]), dtype=np.float32)
-    for start in range(0, len(rows), batch_size):
-        batch = np.asarray(images[rows[start : start + batch_size]], dtype=np.float32)
-        out[start : start + len(batch)] = model.predict_on_batch(batch)
+    (out,) = predict_outputs(model, images, batch_size, rows)
     return out
+
+
+def predict_outputs(
+    model: keras.Model,
+    images: np.ndarray,
+    batch_size: int = 64,
+    rows: np.ndarray | None = None,
+    reduce=None,
+) -> list[np.ndarray]:
+    """Every output of a (multi-output) model for a uint8 array, `batch_size` images at a
+    time, each output passed through `reduce` per batch (e.g. spatial pooling) if given."""
+    rows = np.arange(len(images)) if rows is None else np.asarray(rows)
+    reduce = reduce or (lambda x: x)
+
+    def batch_outputs(chosen: np.ndarray) -> list[np.ndarray]:
+        found = model.predict_on_batch(np.asarray(images[chosen], dtype=np.float32))
+        found = found if isinstance(found, (list, tuple)) else [found]
+        return [reduce(np.asarray(x, dtype=np.float32)) for x in found]
+
+    first = batch_outputs(rows[:1])
+    PHASES.mark("first_batch")  # tracing or compiling the forward pass, plus one image
+    outs = [np.empty((len(rows), *x.shape[1:]), dtype=np.float32) for x in first]
+    for start in range(0, len(rows), batch_size):
+        for out, part in zip(outs, batch_outputs(rows[start : start + batch_size]), strict=True):
+            out[start : start + len(part)] = part
+    return outs
+
+
+def stage_output_layers(model: keras.Model, arch: str = DEFAULT_ARCHITECTURE) -> list[str]:
+    """The last layer of each stage (block) in the model's order: where a stage's output is
+    read for the feature-reuse probes."""
+    spec = architecture(arch)
+    last: dict[int, str] = {}
+    for layer in model.layers:
+        stage = spec.stage_of(layer.name)
+        if stage is not None:
+            last[stage] = layer.name
+    return [last[stage] for stage in sorted(last)]
+
+
+def has_source_classes(model: keras.Model, source: str) -> bool:
+    """Whether the source network ends in a softmax over classes of its own (a trained
+    source; ImageNet VGG16 with its top): LEEP and NCE need it."""
+    from .config import NO_SOURCE
+
+    return source != NO_SOURCE and model.layers[-1].name == "predictions"
+
+
+def extract_model(
+    model: keras.Model, feature_layer: str, arch: str, source: str
+) -> tuple[keras.Model, list[str]]:
+    """One forward pass for `extract`: the features, every stage's globally average-pooled
+    output (the k-NN probe) and, where the source has classes, its softmax (LEEP, NCE).
+    Returns the model and its output names."""
+    stages = stage_output_layers(model, arch)
+    outputs = [model.get_layer(feature_layer).output]
+    names = ["features"]
+    for index, name in enumerate(stages, start=1):
+        tensor = model.get_layer(name).output
+        if len(tensor.shape) == 4:
+            tensor = layers.GlobalAveragePooling2D(name=f"probe_gap{index}")(tensor)
+        outputs.append(tensor)
+        names.append(f"stage{index}_{name}")
+    if has_source_classes(model, source):
+        outputs.append(model.outputs[0])  # a loaded model's `output` is a list of one
+        names.append("source_softmax")
+    return keras.Model(model.input, outputs), names
+
+
+def pool_to_side(activations: np.ndarray, side: int) -> np.ndarray:
+    """Average-pool (n, h, w, c) maps wider than `side` by the smallest integer factor that
+    brings them to at most `side` (rows and columns past a multiple of it are dropped)."""
+    if activations.ndim != 4 or max(activations.shape[1:3]) <= side:
+        return activations
+    f = -(-max(activations.shape[1:3]) // side)
+    n, h, w, c = activations.shape
+    cropped = activations[:, : h // f * f, : w // f * f]
+    return cropped.reshape(n, h // f, f, w // f, f, c).mean(axis=(2, 4))
+
+
+def stage_grams(
+    model: keras.Model,
+    images: np.ndarray,
+    rows: np.ndarray,
+    arch: str,
+    max_side: int,
+    batch_size: int = 32,
+) -> tuple[list[str], list[np.ndarray]]:
+    """The linear-kernel Gram matrix (n x n) of each stage's output on the chosen images:
+    what linear CKA compares between the source and the fine-tuned network."""
+    from .transferability import gram
+
+    stages = stage_output_layers(model, arch)
+    probe = keras.Model(model.input, [model.get_layer(name).output for name in stages])
+    outs = predict_outputs(
+        probe, images, batch_size, rows, reduce=lambda x: pool_to_side(x, max_side)
+    )
+    return stages, [gram(out) for out in outs]
 
 
 def sample_features(

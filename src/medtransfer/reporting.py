@@ -182,9 +182,9 @@ def to_latex(table: pd.DataFrame, caption: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_csv(frame: pd.DataFrame, path: str) -> None:
+def write_csv(frame: pd.DataFrame, path: str, float_format: str = "%.6f") -> None:
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6f")
+        frame.to_csv(tmp, index=False, float_format=float_format)
 
 
 def marks_footnote(stats: pd.DataFrame, report: dict[str, Any]) -> str:

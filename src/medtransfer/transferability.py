@@ -147,6 +147,10 @@ def hscore(
     Transfer Learning", ICIP 2019) in the authors' form trace(pinv(Cov_f) · Cov_g), where g
     replaces each row by its class's mean feature (both covariances as np.cov, n - 1).
 
+    With no more rows than feature dimensions (the centred rows spanning their whole
+    space) it equals classes - 1 for any features: pinv(Cov_f) Cov_g is then a projection.
+    The demo's 32-px grid is in that regime; the paper-scale one (thousands of rows) is not.
+
     pinv(Cov_f) from the eigendecomposition of the centred FᵀF: eigenvalues below `rcond`
     of the largest count as zero (the authors' 1e-15 would keep rounding noise of a
     4,096-d matrix; dead ReLU units give exact zeros)."""
@@ -314,3 +318,20 @@ def knn_accuracy(
     model = make_pipeline(StandardScaler(), KNeighborsClassifier(min(k, len(train))))
     model.fit(train, train_labels)
     return float(np.mean(model.predict(test) == np.asarray(test_labels)))
+
+
+def probe_rows(test_rows: np.ndarray, n: int) -> np.ndarray:
+    """A fixed sample (independent of the run's seed) of at most n test rows, in order."""
+    test_rows = np.asarray(test_rows)
+    chosen = np.random.default_rng(0).choice(len(test_rows), min(n, len(test_rows)), replace=False)
+    return np.sort(test_rows[chosen])
+
+
+def cka_rows(
+    stages: list[str], before: list[np.ndarray], after: list[np.ndarray]
+) -> list[dict[str, object]]:
+    """Linear CKA of each stage's output before and after fine-tuning, by depth."""
+    return [
+        {"depth": depth, "layer": layer, "cka": cka(old, new), "n_images": len(old)}
+        for depth, (layer, old, new) in enumerate(zip(stages, before, after, strict=True), start=1)
+    ]

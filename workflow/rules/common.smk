@@ -1,5 +1,6 @@
 # Config validation, wildcard constraints, path patterns and input functions (get_*).
 
+import json
 import re
 
 from snakemake.utils import validate
@@ -87,8 +88,15 @@ SOURCE_MODEL = "results/{arch}/models/{source}/model.keras"
 # (which Keras 3 reads as its own format).
 IMAGENET_WEIGHTS = "results/{arch}/models/imagenet/weights_{size}px.h5"
 FEATURES = "results/{arch}/features/{target}/{source}.npy"
+# the same pass's pooled stage outputs (k-NN probe) and source softmax (LEEP, NCE)
+FEATURE_OUTPUTS = "results/{arch}/features/{target}/{source}_outputs.npz"
 FINETUNED = "results/{arch}/finetune/{target}/{source}/{variant}/seed{seed}/"
 RUN = "results/{arch}/runs/{target}/{source}/{method}/seed{seed}.json"
+# Transferability: every estimator per seed from the cached features; the k-NN probe of the
+# frozen stages; the adaptive grid's choice of sources to fine-tune (a checkpoint).
+ESTIMATES = "results/{arch}/transferability/{target}/{source}.csv"
+KNN = "results/{arch}/probes/{target}/{source}_knn.csv"
+CHOSEN = "results/{arch}/transferability/{target}/chosen.json"
 # The learning-curve axis: the same stages on a subsampled training split.
 FINETUNED_FRACTION = (
     "results/{arch}/finetune/{target}/{source}/{variant}/seed{seed}_frac{fraction}/"
@@ -256,15 +264,55 @@ def run_path(run):
     )
 
 
-def get_run_files(arch, target=None):
-    return [
-        run_path(r)
-        for r in RUNS
-        if r.arch == arch and (target is None or r.target == target)
+# {} (the default): the whole grid; otherwise its estimator and top_k, defaults filled in
+ADAPTIVE = config["adaptive"] and {"estimator": "logme", "top_k": 2, **config["adaptive"]}
+
+
+def estimated_sources(arch, target):
+    """The sources whose transferability to a target is estimated (not the target's own
+    data: Table II's N.A.)."""
+    return [s for s in SOURCES_OF[arch] if not mtc.same_data(config, s, target)]
+
+
+def candidate_sources(arch, target):
+    """The sources the adaptive grid chooses among: every transfer source (No transfer and
+    the FE runs are always run)."""
+    return [s for s in estimated_sources(arch, target) if s != mtc.NO_SOURCE]
+
+
+def chosen_sources(arch, target):
+    """The adaptive grid's top-k sources of a target, once the checkpoint has decided."""
+    chosen = checkpoints.choose_sources.get(arch=arch, target=target).output[0]
+    with open(chosen) as handle:
+        return json.load(handle)["selected"]
+
+
+def grid_runs_of(arch, target=None):
+    """The runs of an architecture (and target): all of its grid, or, with `adaptive`, no
+    fine-tuning of the sources the estimates left out. Only for input functions: the
+    adaptive choice is known after the checkpoint."""
+    runs = [
+        r for r in RUNS if r.arch == arch and (target is None or r.target == target)
     ]
+    if not ADAPTIVE:
+        return runs
+    chosen = {}
+    kept = []
+    for r in runs:
+        if r.method.kind == "ft" and r.source in candidate_sources(arch, r.target):
+            if r.target not in chosen:
+                chosen[r.target] = chosen_sources(arch, r.target)
+            if r.source not in chosen[r.target]:
+                continue
+        kept.append(r)
+    return kept
 
 
-def get_finetune_histories(wildcards):
+def get_run_files(arch, target=None):
+    return [run_path(r) for r in grid_runs_of(arch, target)]
+
+
+def finetune_dirs(arch, target):
     return sorted(
         {
             FINETUNED.format(
@@ -274,13 +322,14 @@ def get_finetune_histories(wildcards):
                 variant=r.method.variant,
                 seed=r.seed,
             )
-            + "history.csv"
-            for r in RUNS
-            if r.arch == wildcards.arch
-            and r.target == wildcards.target
-            and r.method.kind == "ft"
+            for r in grid_runs_of(arch, target)
+            if r.method.kind == "ft"
         }
     )
+
+
+def get_finetune_histories(wildcards):
+    return [d + "history.csv" for d in finetune_dirs(wildcards.arch, wildcards.target)]
 
 
 def arch_targets(arch):
@@ -350,11 +399,32 @@ def arch_outputs(arch):
     return [
         *([f"{prefix}analysis/learning_curves.png"] if has_curves else []),
         *([prefix + path for path in ANALYSIS] if similarity_pairs(arch) else []),
-        *get_run_files(arch),
+        # with `adaptive` the runs are known after the checkpoint: the tables pull them in
+        *([] if ADAPTIVE else get_run_files(arch)),
+        *transferability_outputs(arch),
         *expand(f"{prefix}{{target}}/roc.png", target=arch_targets(arch)),
         *(f"{prefix}{name}" for name in PRIMARY),
         *get_filter_grids(arch),
     ]
+
+
+def transferability_outputs(arch):
+    """The estimates' report, the adaptive report, and the probes of every target with
+    fine-tuned runs."""
+    prefix = ARCH.format(arch=arch)
+    tuned = [
+        t
+        for t in arch_targets(arch)
+        if any(r.arch == arch and r.target == t and r.method.kind == "ft" for r in RUNS)
+    ]
+    return [
+        *(f"{prefix}transferability/{name}" for name in TRANSFERABILITY),
+        *([f"{prefix}transferability/adaptive.md"] if ADAPTIVE else []),
+        *expand(f"{prefix}probes/{{target}}/cka.png", target=tuned),
+    ]
+
+
+TRANSFERABILITY = ["estimates.csv", "tau.csv", "tau.md", "estimates.png"]
 
 
 # The first architecture's Table II and Figure 3 are also the grid's, at results/ (with one
@@ -366,6 +436,10 @@ CROSS_ARCHITECTURE = [
     "results/architectures.tex",
     "results/architectures.png",
 ]
+
+
+def get_all_run_files(wildcards):
+    return [path for arch in ARCHS for path in get_run_files(arch)]
 
 
 def get_final_outputs():

@@ -9,6 +9,7 @@ rule finetune:
         softmax=f"{FINETUNED}softmax.npy",
         training=f"{FINETUNED}training.json",
         history=f"{FINETUNED}history.csv",
+        cka=f"{FINETUNED}cka.csv",
     log:
         logfile("finetune", "{arch}/{target}_{source}_{variant}_seed{seed}"),
     benchmark:
@@ -21,6 +22,7 @@ rule finetune:
     params:
         training=lambda w: training_params("finetune", w.arch),
         checkpoint_dir="results/{arch}/checkpoints/finetune/{target}/{source}/{variant}/seed{seed}",
+        probes=config["probes"],
     script:
         "../scripts/finetune.py"
 
@@ -31,6 +33,7 @@ use rule finetune as finetune_fraction with:
         softmax=f"{FINETUNED_FRACTION}softmax.npy",
         training=f"{FINETUNED_FRACTION}training.json",
         history=f"{FINETUNED_FRACTION}history.csv",
+        cka=f"{FINETUNED_FRACTION}cka.csv",
     log:
         logfile(
             "finetune", "{arch}/{target}_{source}_{variant}_seed{seed}_frac{fraction}"
@@ -42,3 +45,4 @@ use rule finetune as finetune_fraction with:
     params:
         training=lambda w: training_params("finetune", w.arch),
         checkpoint_dir="results/{arch}/checkpoints/finetune/{target}/{source}/{variant}/seed{seed}_frac{fraction}",
+        probes=config["probes"],

@@ -53,7 +53,7 @@ rule compare_architectures:
     """Architecture x source: mean FT gain over No transfer (table) and mean AUC per source
     and method, one bar group per architecture (figure)."""
     input:
-        runs=[run_path(r) for r in RUNS],
+        runs=get_all_run_files,
     output:
         csv="results/architectures.csv",
         md="results/architectures.md",

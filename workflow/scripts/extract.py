@@ -13,11 +13,11 @@ with job_logging(snakemake, skip_teardown=True) as log:
         snakemake.threads, p.seed, p.training["mixed_precision"], p.training["keras_backend"]
     )
     from medtransfer.data import load_prepared
-    from medtransfer.io import save_npy, write_json
+    from medtransfer.io import save_npy, save_npz, write_json
     from medtransfer.models import (
+        extract_model,
         feature_layer_name,
-        feature_model,
-        predict_in_chunks,
+        predict_outputs,
         source_network,
     )
 
@@ -33,7 +33,8 @@ with job_logging(snakemake, skip_teardown=True) as log:
     phase("model")
     layer = feature_layer_name(model, p.training["feature_layer"], p.training["arch"])
     started = time.monotonic()
-    features = predict_in_chunks(feature_model(model, layer), images, p.batch_size)
+    network, names = extract_model(model, layer, p.training["arch"], snakemake.wildcards.source)
+    features, *extra = predict_outputs(network, images, p.batch_size)
     seconds = time.monotonic() - started
     log.info(
         "%d images -> %s features of %d dims in %.1f s (%.0f img/s)",
@@ -44,6 +45,7 @@ with job_logging(snakemake, skip_teardown=True) as log:
         len(images) / max(seconds, 1e-9),
     )
     save_npy(snakemake.output.features, features)
+    save_npz(snakemake.output.outputs, dict(zip(names[1:], extra, strict=True)))
     write_json(
         snakemake.output.info,
         {
@@ -51,6 +53,7 @@ with job_logging(snakemake, skip_teardown=True) as log:
             "keras_backend": p.training["keras_backend"],
             "feature_layer": layer,
             "dims": int(features.shape[1]),
+            "outputs": {name: list(x.shape[1:]) for name, x in zip(names[1:], extra, strict=True)},
             "n_images": len(images),
             "seconds": round(seconds, 2),
         },

@@ -11,18 +11,23 @@ with job_logging(snakemake, skip_teardown=True) as log:
     runtime.configure(
         snakemake.threads, seed, p.training["mixed_precision"], p.training["keras_backend"]
     )
+    import keras
+    import pandas as pd
+
     from medtransfer.config import IMAGENET
     from medtransfer.data import load_prepared
     from medtransfer.io import read_json, save_npy, write_json, write_text
     from medtransfer.models import (
         feature_layer_name,
-        feature_model,
-        predict_in_chunks,
+        predict_outputs,
         set_trainable,
         source_network,
+        stage_grams,
         with_new_head,
     )
+    from medtransfer.reporting import write_csv
     from medtransfer.training import history_csv, remove_checkpoint, train
+    from medtransfer.transferability import cka_rows, probe_rows
 
     images, meta = load_prepared(snakemake.input.images, snakemake.input.meta)
     split = read_json(snakemake.input.split)
@@ -38,10 +43,17 @@ with job_logging(snakemake, skip_teardown=True) as log:
     )
     set_trainable(model, w.variant, arch)
     phase("model")
+    # the fine-tuned network shares the source's layers: their outputs are read before training
+    probed = probe_rows(split["test"], p.probes["cka_images"])
+    stages, source_grams = stage_grams(model, images, probed, arch, p.probes["cka_max_side"])
     model, state = train(model, images, meta["labels"], split, p.training, seed, p.checkpoint_dir)
+    _, tuned_grams = stage_grams(model, images, probed, arch, p.probes["cka_max_side"])
+    write_csv(pd.DataFrame(cka_rows(stages, source_grams, tuned_grams)), snakemake.output.cka)
     layer = feature_layer_name(model, p.training["feature_layer"], arch)
-    save_npy(snakemake.output.features, predict_in_chunks(feature_model(model, layer), images))
-    save_npy(snakemake.output.softmax, predict_in_chunks(model, images))
+    network = keras.Model(model.input, [model.get_layer(layer).output, model.outputs[0]])
+    features, softmax = predict_outputs(network, images)
+    save_npy(snakemake.output.features, features)
+    save_npy(snakemake.output.softmax, softmax)
     write_text(snakemake.output.history, history_csv(state))
     write_json(
         snakemake.output.training,

@@ -1,0 +1,442 @@
+"""Does an estimator rank sources as fine-tuning does? The transferability stage's report,
+the adaptive grid's choice of sources, and the feature-reuse probes' tables and figures.
+
+A source's measured gain on a target, per seed, is its AUC minus No transfer's AUC (source
+`none` with the FT method, runs.no_transfer_key) on the same seed's split; both the FT and
+the FE method's gains are compared. Each estimator's ranking of the sources (`none` left out:
+it is the reference) is compared with the mean gain's by Kendall's τ and weighted τ
+(top-weighted, scipy's hyperbolic weights). The interval resamples the seeds with
+replacement, the same seeds for estimates and gains (a seed's split is shared by both).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import kendalltau, weightedtau
+
+from .config import NO_SOURCE
+from .io import atomic_path
+from .runs import Run
+
+MIN_SOURCES = 3
+GAIN_KINDS = ("ft", "fe")
+
+
+def estimate_seeds(
+    features: np.ndarray,
+    outputs: dict[str, np.ndarray],
+    labels: np.ndarray,
+    splits: list[dict[str, Any]],
+    estimators: tuple[str, ...],
+) -> pd.DataFrame:
+    """(seed, estimator, score, n_rows, seconds): every estimator on each seed's train+val
+    rows (the test rows are never read)."""
+    import time
+
+    from .transferability import estimate_all
+
+    softmax = outputs.get("source_softmax")
+    rows = []
+    for split in splits:
+        fit = np.sort(np.concatenate([split["train"], split["val"]]))
+        started = time.perf_counter()
+        scores = estimate_all(
+            features[fit],
+            labels[fit],
+            None if softmax is None else softmax[fit],
+            estimators,
+            seed=split["seed"],
+        )
+        seconds = time.perf_counter() - started
+        rows += [
+            {"seed": split["seed"], "estimator": name, "score": score, "n_rows": len(fit),
+             "seconds": round(seconds, 3)}
+            for name, score in scores.items()
+        ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def knn_seeds(
+    outputs: dict[str, np.ndarray], labels: np.ndarray, splits: list[dict[str, Any]], k: int
+) -> pd.DataFrame:
+    """(seed, depth, layer, k, accuracy): k-NN on each frozen stage's pooled output, fitted
+    on the seed's train rows, scored on its test rows."""
+    from .transferability import knn_accuracy
+
+    stages = sorted(
+        (name for name in outputs if name.startswith("stage")),
+        key=lambda name: int(name[5:].split("_", 1)[0]),
+    )
+    rows = []
+    for split in splits:
+        train, test = np.asarray(split["train"]), np.asarray(split["test"])
+        for name in stages:
+            depth, layer = name[5:].split("_", 1)
+            x = outputs[name]
+            accuracy = knn_accuracy(x[train], labels[train], x[test], labels[test], k)
+            rows.append({"seed": split["seed"], "depth": int(depth), "layer": layer, "k": k,
+                         "accuracy": accuracy})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def read_estimates(paths: list[str]) -> pd.DataFrame:
+    """The transferability CSVs of a grid (one per target and source), one frame."""
+    frames = [pd.read_csv(path) for path in paths]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def seed_gains(runs: list[Run], fe_method: str, ft_method: str) -> pd.DataFrame:
+    """(target, source, seed, kind, gain): each run's AUC minus No transfer's on its seed."""
+    baseline = {
+        (r.target, r.seed): r.auc_macro
+        for r in runs
+        if r.source == NO_SOURCE and r.method == ft_method and r.auc_macro is not None
+    }
+    kinds = {ft_method: "ft", fe_method: "fe"}
+    rows = [
+        {
+            "target": r.target,
+            "source": r.source,
+            "seed": r.seed,
+            "kind": kinds[r.method],
+            "gain": r.auc_macro - baseline[(r.target, r.seed)],
+        }
+        for r in runs
+        if r.source != NO_SOURCE
+        and r.method in kinds
+        and r.auc_macro is not None
+        and (r.target, r.seed) in baseline
+    ]
+    return pd.DataFrame(rows, columns=["target", "source", "seed", "kind", "gain"])
+
+
+def _taus(scores: np.ndarray, gains: np.ndarray) -> tuple[float, float]:
+    if len(scores) < MIN_SOURCES or np.ptp(scores) == 0 or np.ptp(gains) == 0:
+        return float("nan"), float("nan")
+    return float(kendalltau(scores, gains).statistic), float(weightedtau(scores, gains).statistic)
+
+
+def _means(frame: pd.DataFrame, column: str, seeds: list[int], sources: list[str]) -> np.ndarray:
+    """Mean of `column` per source over the drawn seeds (a seed drawn twice counts twice)."""
+    table = frame.pivot_table(index="source", columns="seed", values=column)
+    return table.loc[sources, seeds].to_numpy().mean(axis=1)
+
+
+def tau_table(
+    estimates: pd.DataFrame, gains: pd.DataFrame, n_boot: int, seed: int = 0
+) -> pd.DataFrame:
+    """One row per (target, estimator, gain kind): the sources ranked, τ, weighted τ, a 95%
+    bootstrap interval of τ over seeds, and a note where no τ can be given."""
+    rows = []
+    rng = np.random.default_rng(seed)
+    transfer = estimates[estimates.source != NO_SOURCE].dropna(subset=["score"])
+    for (target, estimator), scores in transfer.groupby(["target", "estimator"], sort=True):
+        for kind in GAIN_KINDS:
+            measured = gains[(gains.target == target) & (gains.kind == kind)]
+            sources = sorted(set(scores.source) & set(measured.source))
+            seeds = sorted(
+                set(scores.seed[scores.source.isin(sources)])
+                & set(measured.seed[measured.source.isin(sources)])
+            )
+            row: dict[str, Any] = {
+                "target": target,
+                "estimator": estimator,
+                "gain": kind,
+                "n_sources": len(sources),
+                "n_seeds": len(seeds),
+                "sources": ";".join(sources),
+                "tau": math.nan,
+                "weighted_tau": math.nan,
+                "tau_low": math.nan,
+                "tau_high": math.nan,
+                "note": "",
+            }
+            complete = _complete(scores, measured, sources, seeds)
+            if len(sources) < MIN_SOURCES or not complete:
+                row["note"] = (
+                    f"{len(sources)} source(s) with estimates and {kind.upper()} runs: a "
+                    f"ranking needs at least {MIN_SOURCES}"
+                    if len(sources) < MIN_SOURCES
+                    else "not every source has every seed"
+                )
+                rows.append(row)
+                continue
+            tau, weighted = _taus(
+                _means(scores, "score", seeds, sources), _means(measured, "gain", seeds, sources)
+            )
+            draws = [
+                _taus(
+                    _means(scores, "score", list(drawn), sources),
+                    _means(measured, "gain", list(drawn), sources),
+                )[0]
+                for drawn in rng.choice(seeds, size=(n_boot, len(seeds)), replace=True)
+            ]
+            finite = np.asarray([d for d in draws if np.isfinite(d)])
+            row.update(tau=tau, weighted_tau=weighted)
+            if len(finite):
+                row.update(
+                    tau_low=float(np.percentile(finite, 2.5)),
+                    tau_high=float(np.percentile(finite, 97.5)),
+                )
+            if not np.isfinite(tau):
+                row["note"] = (
+                    "H-score ties at classes - 1 when the rows do not outnumber the feature "
+                    "dimensions: τ undefined"
+                    if estimator == "hscore"
+                    else "tied estimates or gains: τ undefined"
+                )
+            elif len(seeds) < 3:
+                row["note"] = f"{len(seeds)} seeds: the interval is coarse"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _complete(scores: pd.DataFrame, measured: pd.DataFrame, sources: list[str], seeds) -> bool:
+    """Every (source, seed) has one estimate and one gain (else the means mix seed sets)."""
+    need = len(sources) * len(seeds)
+    have_scores = scores[scores.source.isin(sources) & scores.seed.isin(seeds)]
+    have_gains = measured[measured.source.isin(sources) & measured.seed.isin(seeds)]
+    return len(seeds) > 0 and len(have_scores) == need and len(have_gains) == need
+
+
+def _fmt(value: float) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{value:+.2f}"
+
+
+def tau_markdown(table: pd.DataFrame) -> str:
+    """τ per target and estimator, FT and FE gains side by side; notes where no τ exists."""
+    lines = [
+        "| Target | Estimator | Gain | Sources | τ [95% CI over seeds] | weighted τ | Note |",
+        "|---|---|---|:---:|:---:|:---:|---|",
+    ]
+    for row in table.itertuples():
+        interval = (
+            f"{_fmt(row.tau)} [{_fmt(row.tau_low)}, {_fmt(row.tau_high)}]"
+            if np.isfinite(row.tau)
+            else ""
+        )
+        lines.append(
+            f"| {row.target} | {row.estimator} | {row.gain.upper()} | {row.n_sources} | "
+            f"{interval} | {_fmt(row.weighted_tau)} | {row.note} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def estimate_summary(estimates: pd.DataFrame, gains: pd.DataFrame) -> pd.DataFrame:
+    """Mean estimate and mean FT/FE gain per (target, source, estimator): the figure's data."""
+    means = (
+        estimates.dropna(subset=["score"])
+        .groupby(["target", "source", "estimator"], as_index=False)["score"]
+        .mean()
+    )
+    mean_gains = gains.pivot_table(index=["target", "source"], columns="kind", values="gain")
+    mean_gains.columns = [f"{kind}_gain" for kind in mean_gains.columns]
+    return means.merge(mean_gains.reset_index(), on=["target", "source"], how="left")
+
+
+def write_estimate_figure(summary: pd.DataFrame, path: str) -> None:
+    """Estimator score against the measured FT gain: one panel per estimator, a point per
+    (target, source), scores standardised within each target (estimators' scales differ
+    between targets, and only the order within a target matters)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    estimators = sorted(summary.estimator.unique()) if len(summary) else []
+    columns = max(1, min(3, len(estimators)))
+    rows = max(1, math.ceil(len(estimators) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(estimators) :]:
+        ax.axis("off")
+    for ax, estimator in zip(axes.flat, estimators, strict=False):
+        part = summary[(summary.estimator == estimator) & (summary.source != NO_SOURCE)]
+        for target, points in part.groupby("target"):
+            spread = points.score.std(ddof=0)
+            z = (points.score - points.score.mean()) / (spread if spread > 0 else 1.0)
+            y = points.get("ft_gain", pd.Series(np.nan, index=points.index))
+            ax.scatter(z, y, label=target)
+            for zi, yi, source in zip(z, y, points.source, strict=True):
+                ax.annotate(source, (zi, yi), fontsize=6)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(title=estimator, xlabel="score (standardised per target)", ylabel="FT gain (AUC)")
+    if estimators:
+        axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+# The adaptive grid
+
+
+def choose_sources(
+    estimates: pd.DataFrame, estimator: str, top_k: int, candidates: list[str]
+) -> dict[str, Any]:
+    """The top_k candidate sources of one target by their mean estimate over seeds; ties go
+    to the earlier source in the config (a stable choice)."""
+    chosen = estimates[(estimates.estimator == estimator) & estimates.source.isin(candidates)]
+    means = chosen.groupby("source")["score"].mean()
+    missing = [s for s in candidates if s not in means.index or not np.isfinite(means[s])]
+    if missing:
+        raise ValueError(
+            f"adaptive.estimator: {estimator} has no estimate for source(s) "
+            f"{', '.join(missing)} (LEEP and NCE need a source with classes of its own)"
+        )
+    order = sorted(candidates, key=lambda s: (-means[s], candidates.index(s)))
+    return {
+        "estimator": estimator,
+        "top_k": top_k,
+        "scores": {s: float(means[s]) for s in candidates},
+        "selected": order[:top_k],
+        "left_out": order[top_k:],
+    }
+
+
+def benchmark_seconds(path: Path) -> float | None:
+    """Wall seconds of a job from its Snakemake `benchmark:` file, if an earlier run left
+    one."""
+    if not path.exists():
+        return None
+    frame = pd.read_csv(path, sep="\t")
+    return float(frame["s"].iloc[0]) if "s" in frame and len(frame) else None
+
+
+def adaptive_table(
+    selections: dict[str, dict[str, Any]], skipped_jobs: dict[str, list[Path]]
+) -> pd.DataFrame:
+    """A row per (target, left-out source): its estimate, the fine-tuning jobs not run and
+    the seconds they took in an equivalent full run (blank where none has been run)."""
+    rows = []
+    for target, choice in selections.items():
+        for source in choice["left_out"]:
+            jobs = skipped_jobs.get(f"{target}/{source}", [])
+            seconds = [benchmark_seconds(p) for p in jobs]
+            known = [s for s in seconds if s is not None]
+            rows.append(
+                {
+                    "target": target,
+                    "source": source,
+                    "estimator": choice["estimator"],
+                    "estimate": choice["scores"][source],
+                    "rank": len(choice["selected"]) + choice["left_out"].index(source) + 1,
+                    "selected": ";".join(choice["selected"]),
+                    "finetune_jobs_saved": len(jobs),
+                    "seconds_saved": sum(known) if len(known) == len(jobs) and jobs else math.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def adaptive_markdown(table: pd.DataFrame, n_jobs_full: int) -> str:
+    saved = int(table.finetune_jobs_saved.sum()) if len(table) else 0
+    seconds = table.seconds_saved.sum(min_count=len(table)) if len(table) else math.nan
+    lines = [
+        f"Fine-tuning jobs left out: {saved} of {n_jobs_full} "
+        + (
+            f"({seconds:.0f} s of job time in an equivalent full run)."
+            if np.isfinite(seconds)
+            else "(no equivalent full run's benchmark files: counted in jobs)."
+        ),
+        "",
+        "| Target | Left out | Estimate | Rank | Fine-tuned instead | Jobs saved | Seconds |",
+        "|---|---|:---:|:---:|---|:---:|:---:|",
+    ]
+    for row in table.itertuples():
+        secs = f"{row.seconds_saved:.0f}" if np.isfinite(row.seconds_saved) else ""
+        lines.append(
+            f"| {row.target} | {row.source} | {row.estimate:.6g} | {row.rank} | "
+            f"{row.selected} | {row.finetune_jobs_saved} | {secs} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# Feature-reuse probes
+
+
+def write_probe_figures(cka: pd.DataFrame, knn: pd.DataFrame, cka_png: str, knn_png: str) -> None:
+    """CKA against depth, one panel per source (a line per fine-tuning variant and seed), and
+    k-NN accuracy of each frozen stage against depth, a line per source."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sources = sorted(cka.source.unique()) if len(cka) else []
+    fig, axes = plt.subplots(
+        1, max(1, len(sources)), figsize=(3.6 * max(1, len(sources)), 3.2), squeeze=False
+    )
+    for ax, source in zip(axes.flat, sources, strict=False):
+        for (variant, seed), line in cka[cka.source == source].groupby(["variant", "seed"]):
+            ax.plot(line.depth, line.cka, marker="o", label=f"{variant} seed {seed}")
+        ax.set(title=source, xlabel="stage", ylabel="CKA source vs fine-tuned", ylim=(0, 1.05))
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    with atomic_path(cka_png) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    if len(knn):
+        mean = knn.groupby(["source", "depth"], as_index=False)["accuracy"].mean()
+        for source, line in mean.groupby("source"):
+            ax.plot(line.depth, line.accuracy, marker="o", label=source)
+        ax.legend(fontsize=7)
+    ax.set(xlabel="stage", ylabel="k-NN test accuracy (frozen)", title="k-NN probe")
+    fig.tight_layout()
+    with atomic_path(knn_png) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def write_transferability_report(
+    estimate_files: list[str],
+    run_files: list[str],
+    report: dict[str, str],
+    n_boot: int,
+    outputs: dict[str, str],
+) -> pd.DataFrame:
+    """estimates.csv (every estimate), tau.csv / tau.md and the figure of one architecture."""
+    from .io import write_text
+    from .reporting import write_csv
+    from .runs import read_runs
+
+    estimates = read_estimates(estimate_files)
+    gains = seed_gains(read_runs(run_files), report["fe_method"], report["ft_method"])
+    table = tau_table(estimates, gains, n_boot)
+    write_csv(estimates, outputs["estimates"], "%.10g")
+    write_csv(table, outputs["tau"])
+    header = (
+        "Kendall's τ between each estimator's ranking of the sources (mean over seeds of "
+        "its score on the train+val rows) and their measured mean AUC gain over No transfer "
+        "(FT: fine-tuned, FE: frozen features); 95% interval from resampling the seeds.\n\n"
+    )
+    write_text(outputs["md"], header + tau_markdown(table))
+    write_estimate_figure(estimate_summary(estimates, gains), outputs["png"])
+    return table
+
+
+def read_cka(paths: list[str]) -> pd.DataFrame:
+    """The finetune jobs' cka.csv files, each row labelled with its source, variant and seed
+    (from its path: .../finetune/{target}/{source}/{variant}/seed{seed}/cka.csv)."""
+    frames = []
+    for path in paths:
+        parts = Path(path).parts
+        frame = pd.read_csv(path)
+        frames.append(
+            frame.assign(
+                target=parts[-5], source=parts[-4], variant=parts[-3], seed=int(parts[-2][4:])
+            )
+        )
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(
+            columns=["depth", "layer", "cka", "n_images", "target", "source", "variant", "seed"]
+        )
+    )

@@ -1,0 +1,155 @@
+# Predict before fine-tuning: transferability estimates from the cached frozen features,
+# compared with the fine-tuning they predict; the adaptive grid; feature-reuse probes.
+
+
+def get_estimate_inputs(wildcards):
+    return {
+        "features": FEATURES.format(**wildcards),
+        "outputs": FEATURE_OUTPUTS.format(**wildcards),
+        "meta": TASK_META.format(task=wildcards.target, size=SIZE),
+        "splits": expand(
+            SPLIT, task=wildcards.target, seed=ARCH_GRIDS[wildcards.arch]["seeds"]
+        ),
+    }
+
+
+def arch_estimates(arch, target=None):
+    targets = [target] if target else arch_targets(arch)
+    return [
+        ESTIMATES.format(arch=arch, target=t, source=s)
+        for t in targets
+        for s in estimated_sources(arch, t)
+    ]
+
+
+rule estimate:
+    """Every transferability estimator per seed (train+val rows) and the k-NN probe of the
+    frozen stages (train -> test rows), from extract's outputs: no new forward pass."""
+    input:
+        unpack(get_estimate_inputs),
+    output:
+        estimates=ESTIMATES,
+        knn=KNN,
+    log:
+        logfile("estimate", "{arch}/{target}_{source}"),
+    benchmark:
+        benchfile("estimate", "{arch}/{target}_{source}")
+    conda:
+        ENV
+    threads: 1
+    params:
+        estimators=config["transferability"]["estimators"],
+        knn_k=config["probes"]["knn_k"],
+    script:
+        "../scripts/estimate.py"
+
+
+rule transferability:
+    """Each estimator's ranking of the sources against the measured FT and FE gains over No
+    transfer: Kendall's tau and weighted tau per target, a bootstrap interval over seeds,
+    and the scores against the gains."""
+    input:
+        estimates=lambda w: arch_estimates(w.arch),
+        runs=lambda w: get_run_files(w.arch),
+    output:
+        estimates="results/{arch}/transferability/estimates.csv",
+        tau="results/{arch}/transferability/tau.csv",
+        md="results/{arch}/transferability/tau.md",
+        png=report(
+            "results/{arch}/transferability/estimates.png",
+            caption="../report/transferability.rst",
+            category="Transferability",
+            subcategory="{arch}",
+        ),
+    log:
+        logfile("transferability", "{arch}/all"),
+    benchmark:
+        benchfile("transferability", "{arch}/all")
+    conda:
+        ENV
+    params:
+        report={k: config["report"][k] for k in ("fe_method", "ft_method")},
+        bootstrap=config["transferability"]["bootstrap"],
+    script:
+        "../scripts/transferability.py"
+
+
+checkpoint choose_sources:
+    """The adaptive grid: the top-k sources of a target by their estimate, the only ones
+    fine-tuned; the DAG below is decided from this file."""
+    input:
+        estimates=lambda w: arch_estimates(w.arch, w.target),
+    output:
+        CHOSEN,
+    log:
+        logfile("choose_sources", "{arch}/{target}"),
+    conda:
+        ENV
+    params:
+        candidates=lambda w: candidate_sources(w.arch, w.target),
+        adaptive=ADAPTIVE,
+    script:
+        "../scripts/choose_sources.py"
+
+
+def finetune_benchmarks(arch):
+    """{target/source: the benchmark files of the fine-tuning jobs the full grid would run
+    for that source}: the compute an adaptive choice saves."""
+    jobs = {}
+    for r in RUNS:
+        if r.arch == arch and r.method.kind == "ft":
+            name = f"{r.target}_{r.source}_{r.method.variant}_seed{r.seed}"
+            jobs.setdefault(f"{r.target}/{r.source}", set()).add(
+                benchfile("finetune", f"{arch}/{name}")
+            )
+    return {key: sorted(paths) for key, paths in jobs.items()}
+
+
+rule adaptive_report:
+    """The sources the adaptive grid left out per target, their estimates, and the compute
+    saved."""
+    input:
+        chosen=lambda w: [
+            CHOSEN.format(arch=w.arch, target=t)
+            for t in arch_targets(w.arch)
+            if candidate_sources(w.arch, t)
+        ],
+    output:
+        csv="results/{arch}/transferability/adaptive.csv",
+        md="results/{arch}/transferability/adaptive.md",
+    log:
+        logfile("adaptive_report", "{arch}/all"),
+    conda:
+        ENV
+    params:
+        jobs=lambda w: finetune_benchmarks(w.arch),
+    script:
+        "../scripts/adaptive_report.py"
+
+
+rule probes:
+    """Feature reuse on one target: CKA between each source network and its fine-tuned
+    network per stage (from the finetune jobs) and the frozen stages' k-NN accuracy."""
+    input:
+        cka=lambda w: [d + "cka.csv" for d in finetune_dirs(w.arch, w.target)],
+        knn=lambda w: [
+            KNN.format(arch=w.arch, target=w.target, source=s)
+            for s in estimated_sources(w.arch, w.target)
+        ],
+    output:
+        cka="results/{arch}/probes/{target}/cka.csv",
+        cka_png=report(
+            "results/{arch}/probes/{target}/cka.png",
+            caption="../report/probes.rst",
+            category="Feature reuse",
+            subcategory="{arch} {target}",
+        ),
+        knn_png="results/{arch}/probes/{target}/knn.png",
+    log:
+        logfile("probes", "{arch}/{target}"),
+    benchmark:
+        benchfile("probes", "{arch}/{target}")
+    conda:
+        ENV
+    script:
+        "../scripts/probes.py"

@@ -1,0 +1,18 @@
+"""choose_sources: the adaptive grid's top-k sources of one target by their estimate."""
+
+import _checkout  # noqa: F401  (this checkout's package)
+
+from medtransfer.io import write_json
+from medtransfer.jobs import job_logging
+from medtransfer.ranking import choose_sources, read_estimates
+
+with job_logging(snakemake) as log:
+    p = snakemake.params
+    choice = choose_sources(
+        read_estimates(list(snakemake.input.estimates)),
+        p.adaptive["estimator"],
+        p.adaptive["top_k"],
+        list(p.candidates),
+    )
+    write_json(snakemake.output[0], {"target": snakemake.wildcards.target, **choice})
+    log.info("fine-tuning %s; left out %s", choice["selected"], choice["left_out"])

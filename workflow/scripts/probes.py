@@ -1,0 +1,13 @@
+"""probes: CKA against depth per source, and the frozen stages' k-NN accuracy, of a target."""
+
+import _checkout  # noqa: F401  (this checkout's package)
+
+from medtransfer.jobs import job_logging
+from medtransfer.ranking import read_cka, read_estimates, write_probe_figures
+from medtransfer.reporting import write_csv
+
+with job_logging(snakemake):
+    cka = read_cka(list(snakemake.input.cka))
+    knn = read_estimates(list(snakemake.input.knn))
+    write_csv(cka, snakemake.output.cka)
+    write_probe_figures(cka, knn, snakemake.output.cka_png, snakemake.output.knn_png)
