@@ -265,7 +265,11 @@ def run_path(run):
 
 
 # {} (the default): the whole grid; otherwise its estimator and top_k, defaults filled in
-ADAPTIVE = config["adaptive"] and {"estimator": "logme", "top_k": 2, **config["adaptive"]}
+ADAPTIVE = config["adaptive"] and {
+    "estimator": "logme",
+    "top_k": 2,
+    **config["adaptive"],
+}
 
 
 def estimated_sources(arch, target):
@@ -329,7 +333,7 @@ def finetune_dirs(arch, target):
 
 
 def get_finetune_histories(wildcards):
-    return [d + "history.csv" for d in finetune_dirs(wildcards.arch, wildcards.target)]
+    return [f"{d}history.csv" for d in finetune_dirs(wildcards.arch, wildcards.target)]
 
 
 def arch_targets(arch):
@@ -503,3 +507,36 @@ def table2_outputs(prefix):
         ),
         "stats_runs": f"{prefix}stats_runs.csv",
     }
+
+
+def get_estimate_inputs(wildcards):
+    return {
+        "features": FEATURES.format(**wildcards),
+        "outputs": FEATURE_OUTPUTS.format(**wildcards),
+        "meta": TASK_META.format(task=wildcards.target, size=SIZE),
+        "splits": expand(
+            SPLIT, task=wildcards.target, seed=ARCH_GRIDS[wildcards.arch]["seeds"]
+        ),
+    }
+
+
+def arch_estimates(arch, target=None):
+    targets = [target] if target else arch_targets(arch)
+    return [
+        ESTIMATES.format(arch=arch, target=t, source=s)
+        for t in targets
+        for s in estimated_sources(arch, t)
+    ]
+
+
+def finetune_benchmarks(arch):
+    """{target/source: the benchmark files of the fine-tuning jobs the full grid would run
+    for that source}: the compute an adaptive choice saves."""
+    jobs = {}
+    for r in RUNS:
+        if r.arch == arch and r.method.kind == "ft":
+            name = f"{r.target}_{r.source}_{r.method.variant}_seed{r.seed}"
+            jobs.setdefault(f"{r.target}/{r.source}", set()).add(
+                benchfile("finetune", f"{arch}/{name}")
+            )
+    return {key: sorted(paths) for key, paths in jobs.items()}

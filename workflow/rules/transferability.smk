@@ -2,26 +2,6 @@
 # compared with the fine-tuning they predict; the adaptive grid; feature-reuse probes.
 
 
-def get_estimate_inputs(wildcards):
-    return {
-        "features": FEATURES.format(**wildcards),
-        "outputs": FEATURE_OUTPUTS.format(**wildcards),
-        "meta": TASK_META.format(task=wildcards.target, size=SIZE),
-        "splits": expand(
-            SPLIT, task=wildcards.target, seed=ARCH_GRIDS[wildcards.arch]["seeds"]
-        ),
-    }
-
-
-def arch_estimates(arch, target=None):
-    targets = [target] if target else arch_targets(arch)
-    return [
-        ESTIMATES.format(arch=arch, target=t, source=s)
-        for t in targets
-        for s in estimated_sources(arch, t)
-    ]
-
-
 rule estimate:
     """Every transferability estimator per seed (train+val rows) and the k-NN probe of the
     frozen stages (train -> test rows), from extract's outputs: no new forward pass."""
@@ -92,19 +72,6 @@ checkpoint choose_sources:
         "../scripts/choose_sources.py"
 
 
-def finetune_benchmarks(arch):
-    """{target/source: the benchmark files of the fine-tuning jobs the full grid would run
-    for that source}: the compute an adaptive choice saves."""
-    jobs = {}
-    for r in RUNS:
-        if r.arch == arch and r.method.kind == "ft":
-            name = f"{r.target}_{r.source}_{r.method.variant}_seed{r.seed}"
-            jobs.setdefault(f"{r.target}/{r.source}", set()).add(
-                benchfile("finetune", f"{arch}/{name}")
-            )
-    return {key: sorted(paths) for key, paths in jobs.items()}
-
-
 rule adaptive_report:
     """The sources the adaptive grid left out per target, their estimates, and the compute
     saved."""
@@ -131,7 +98,7 @@ rule probes:
     """Feature reuse on one target: CKA between each source network and its fine-tuned
     network per stage (from the finetune jobs) and the frozen stages' k-NN accuracy."""
     input:
-        cka=lambda w: [d + "cka.csv" for d in finetune_dirs(w.arch, w.target)],
+        cka=lambda w: [f"{d}cka.csv" for d in finetune_dirs(w.arch, w.target)],
         knn=lambda w: [
             KNN.format(arch=w.arch, target=w.target, source=s)
             for s in estimated_sources(w.arch, w.target)
