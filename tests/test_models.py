@@ -225,3 +225,40 @@ def test_imagenet_weights_load_from_the_keras_cache(tmp_path, monkeypatch):
     assert isinstance(model.get_layer("preprocess"), CaffePreprocess)
     assert feature_layer_name(model, "fc2") == "block5_gap"
     assert model.output_shape == (None, 512)
+
+
+def test_extract_model_gives_features_stages_and_a_trained_sources_softmax(tmp_path):
+    from medtransfer.models import extract_model, predict_outputs
+
+    save_model(build_vgg16(32, 3, width=0.125), tmp_path / "source.keras")
+    trained = source_network("natural", tmp_path / "source.keras", 32, 0.125, seed=0)
+    images = np.random.default_rng(0).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8)
+    network, names = extract_model(trained, "fc2", "vgg16", "natural")
+    outputs = dict(zip(names, predict_outputs(network, images, batch_size=2), strict=True))
+    assert list(outputs) == ["features", *(f"stage{i}_block{i}_pool" for i in range(1, 6)),
+                             "source_softmax"]  # fmt: skip
+    assert outputs["features"].shape == (5, 512)
+    assert outputs["stage1_block1_pool"].shape == (5, 8)  # pooled: one value per channel
+    np.testing.assert_allclose(outputs["source_softmax"], trained.predict(images, verbose=0),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    untrained = source_network("none", None, 32, 0.125, seed=0)
+    assert "source_softmax" not in extract_model(untrained, "fc2", "vgg16", "none")[1]
+
+
+def test_stage_grams_see_a_change_of_weights_only_where_it_happened():
+    from medtransfer.models import pool_to_side, stage_grams
+    from medtransfer.transferability import cka
+
+    model = source_network("none", None, 32, 0.125, seed=0)
+    images = np.random.default_rng(1).integers(0, 255, (12, 32, 32, 3), dtype=np.uint8)
+    rows = np.arange(12)
+    stages, before = stage_grams(model, images, rows, "vgg16", max_side=32)
+    kernel, bias = model.get_layer("block5_conv3").get_weights()
+    model.get_layer("block5_conv3").set_weights([np.random.default_rng(2).normal(size=kernel.shape)
+                                                 .astype("float32"), bias])  # fmt: skip
+    _, after = stage_grams(model, images, rows, "vgg16", max_side=8)
+    similarity = [cka(old, new) for old, new in zip(before, after, strict=True)]
+    assert stages == [f"block{i}_pool" for i in range(1, 6)]
+    assert similarity[3] == pytest.approx(1.0)  # block4: 2x2 maps, not pooled, unchanged
+    assert similarity[4] < 0.99  # block5's last convolution was replaced
+    assert pool_to_side(np.ones((2, 33, 33, 4)), 16).shape == (2, 11, 11, 4)
