@@ -124,6 +124,11 @@ def test_dag_has_one_job_per_unit_of_work(tmp_path, shared_data):
         "structural": 1,
         "target_report": 2,
         "analyse": 1,
+        # transferability per (source, target) from extract's outputs; its tau report; the
+        # CKA/k-NN probes per target
+        "estimate": 4,
+        "transferability": 1,
+        "probes": 2,
         # the learning-curve axis: isic, none, ft-svm, 2 seeds, fraction 0.5
         "subsample": 2,
         "finetune_fraction": 2,
@@ -141,7 +146,8 @@ def test_adding_a_classifier_adds_only_score_jobs(small_grid, shared_data):
     )
     counts = job_counts(snakemake(small_grid, config, "-n", "--cores", "2").stdout)
     assert counts.pop("score") == 16
-    report_jobs = {"table2", "figure", "structural", "target_report", "analyse", "primary"}
+    report_jobs = {"table2", "figure", "structural", "target_report", "analyse", "primary",
+                   "transferability"}  # fmt: skip
     assert set(counts) <= report_jobs | {"learning_curve", "all"}
 
 
@@ -161,7 +167,8 @@ def test_changed_settings_rerun_exactly_what_reads_them(small_grid, shared_data)
     assert counts.pop("finetune") == 8 and counts.pop("finetune_fraction") == 2
     assert counts.pop("score") == 8 and counts.pop("score_fraction") == 2  # the FT runs
     assert set(counts) == {"table2", "figure", "structural", "analyse", "target_report",
-                           "learning_curve", "primary", "all"}  # fmt: skip
+                           "learning_curve", "primary", "transferability", "probes",
+                           "all"}  # fmt: skip
 
 
 def test_second_run_schedules_nothing(small_grid):
@@ -390,6 +397,8 @@ PAPER_CONFIG_JOBS = {
         "filters": 18,
         "table2": 3,
         "compare_architectures": 1,
+        "estimate": 87,  # one per extract
+        "transferability": 3,
     },
     # 6 sources (none, imagenet, 4 trained) x 5 targets less chest -> chest = 29 pairs;
     # 8 tasks on 6 datasets (the three ISIC tasks share one); splits: 5 targets x 3 seeds +
@@ -409,14 +418,18 @@ PAPER_CONFIG_JOBS = {
         "score": 174,
         "filters": 6,
     },
-    # no FE method, so no extract; 2 sources x 2 targets x 4 freezing variants x 3 seeds;
-    # scores: those 48 plus DT and RF on pixels per target and seed (12)
+    # no FE method: extract only for the transferability estimates (2 sources x 2 targets);
+    # 2 sources x 2 targets x 4 freezing variants x 3 seeds; scores: those 48 plus DT and RF
+    # on pixels per target and seed (12)
     "patel2019": {
         "fetch_imagenet": 1,
         "prepare": 2,
         "select": 2,
         "audit": 2,
         "split": 6,
+        "extract": 4,
+        "estimate": 4,
+        "probes": 2,
         "finetune": 48,
         "score": 60,
         "filters": 2,
