@@ -381,8 +381,10 @@ ANALYSIS = [
 
 
 def get_curve_files(wildcards):
-    """Runs on the learning-curve axis plus the full-data runs they are compared with."""
-    chosen = [(r, f) for r, f in CURVE_RUNS if r.arch == wildcards.arch]
+    """Runs on the learning-curve axis plus the full-data runs they are compared with (with
+    `adaptive`, of the sources it fine-tunes)."""
+    kept = set(grid_runs_of(wildcards.arch))
+    chosen = [(r, f) for r, f in CURVE_RUNS if r.arch == wildcards.arch and r in kept]
     return [
         RUN_FRACTION.format(
             arch=r.arch,
