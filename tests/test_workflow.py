@@ -599,3 +599,13 @@ def test_one_architecture_table_schedules_only_that_architecture(tmp_path, share
     ).stdout
     assert "results/vgg16/" not in out and "arch=vgg16" not in out
     assert "results/efficientnetb0/runs/blood/natural/ft-svm/seed1.json" in out
+
+
+def test_small_grid_says_why_it_has_no_tau(small_grid):
+    """One transfer source (natural) per target: the tau table says so instead of NaN."""
+    tau = (small_grid / "results/vgg16/transferability/tau.md").read_text()
+    assert "nan" not in tau.lower()
+    assert tau.count("1 source(s) with estimates and FT runs: a ranking needs at least 3") == 2 * 6
+    cka = pd.read_csv(small_grid / "results/vgg16/probes/isic/cka.csv")
+    assert set(zip(cka.source, cka.seed, strict=True)) == {(s, k) for s in ("none", "natural")
+                                                          for k in (0, 1)}  # fmt: skip

@@ -115,16 +115,22 @@ def seed_gains(runs: list[Run], fe_method: str, ft_method: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["target", "source", "seed", "kind", "gain"])
 
 
-def _taus(scores: np.ndarray, gains: np.ndarray) -> tuple[float, float]:
-    if len(scores) < MIN_SOURCES or np.ptp(scores) == 0 or np.ptp(gains) == 0:
-        return float("nan"), float("nan")
-    return float(kendalltau(scores, gains).statistic), float(weightedtau(scores, gains).statistic)
+def _defined(scores: np.ndarray, gains: np.ndarray) -> bool:
+    return len(scores) >= MIN_SOURCES and np.ptp(scores) > 0 and np.ptp(gains) > 0
 
 
-def _means(frame: pd.DataFrame, column: str, seeds: list[int], sources: list[str]) -> np.ndarray:
-    """Mean of `column` per source over the drawn seeds (a seed drawn twice counts twice)."""
+def _tau(scores: np.ndarray, gains: np.ndarray) -> float:
+    return float(kendalltau(scores, gains).statistic) if _defined(scores, gains) else math.nan
+
+
+def _weighted_tau(scores: np.ndarray, gains: np.ndarray) -> float:
+    return float(weightedtau(scores, gains).statistic) if _defined(scores, gains) else math.nan
+
+
+def _matrix(frame: pd.DataFrame, column: str, seeds: list[int], sources: list[str]) -> np.ndarray:
+    """`column` as a (source x seed) array: a bootstrap draw averages some of its columns."""
     table = frame.pivot_table(index="source", columns="seed", values=column)
-    return table.loc[sources, seeds].to_numpy().mean(axis=1)
+    return table.loc[sources, seeds].to_numpy()
 
 
 def tau_table(
@@ -166,15 +172,14 @@ def tau_table(
                 )
                 rows.append(row)
                 continue
-            tau, weighted = _taus(
-                _means(scores, "score", seeds, sources), _means(measured, "gain", seeds, sources)
-            )
+            estimated = _matrix(scores, "score", seeds, sources)
+            gained = _matrix(measured, "gain", seeds, sources)
+            tau = _tau(estimated.mean(axis=1), gained.mean(axis=1))
+            weighted = _weighted_tau(estimated.mean(axis=1), gained.mean(axis=1))
+            # a seed drawn twice counts twice
             draws = [
-                _taus(
-                    _means(scores, "score", list(drawn), sources),
-                    _means(measured, "gain", list(drawn), sources),
-                )[0]
-                for drawn in rng.choice(seeds, size=(n_boot, len(seeds)), replace=True)
+                _tau(estimated[:, drawn].mean(axis=1), gained[:, drawn].mean(axis=1))
+                for drawn in rng.integers(0, len(seeds), size=(n_boot, len(seeds)))
             ]
             finite = np.asarray([d for d in draws if np.isfinite(d)])
             row.update(tau=tau, weighted_tau=weighted)
