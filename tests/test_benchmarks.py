@@ -26,7 +26,13 @@ def test_benchmark_command_prints_its_table(shared_data):
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert lines[0].split()[:4] == ["comparison", "ours", "baseline", "ratio"]
-    assert [line.split(":")[0] for line in lines[1:]] == ["score", "prepare", "extract", "audit"]
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "score",
+        "prepare",
+        "extract",
+        "audit",
+        "transferability",
+    ]
 
 
 def test_fixed_cost_table_reads_every_keras_job_of_a_grid(small_grid):
