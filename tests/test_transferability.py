@@ -227,3 +227,14 @@ def test_hscore_saturates_at_classes_minus_one_with_fewer_rows_than_dimensions()
         rng.standard_normal((40, 100)) + labels[:, None],
     ):
         assert tr.hscore(features, labels) == pytest.approx(3.0)
+
+
+def test_a_grid_without_transfer_sources_writes_an_empty_tau_table(tmp_path):
+    from medtransfer.ranking import estimate_summary, tau_table, write_estimate_figure
+
+    est, _ = estimates_and_gains({"none": [1.0, 2.0]}, {})
+    gains = pd.DataFrame(columns=["target", "source", "seed", "kind", "gain"])
+    table = tau_table(est, gains, n_boot=100)
+    assert len(table) == 0 and "tau" in table.columns
+    write_estimate_figure(estimate_summary(est, gains), str(tmp_path / "e.png"))
+    assert (tmp_path / "e.png").stat().st_size > 0

@@ -25,6 +25,8 @@ from .runs import Run
 
 MIN_SOURCES = 3
 GAIN_KINDS = ("ft", "fe")
+TAU_COLUMNS = ["target", "estimator", "gain", "n_sources", "n_seeds", "sources", "tau",
+               "weighted_tau", "tau_low", "tau_high", "note"]  # fmt: skip
 
 
 def estimate_seeds(
@@ -198,7 +200,7 @@ def tau_table(
             elif len(seeds) < 3:
                 row["note"] = f"{len(seeds)} seeds: the interval is coarse"
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=TAU_COLUMNS)
 
 
 def _complete(scores: pd.DataFrame, measured: pd.DataFrame, sources: list[str], seeds) -> bool:
@@ -270,7 +272,7 @@ def write_estimate_figure(summary: pd.DataFrame, path: str) -> None:
                 ax.annotate(source, (zi, yi), fontsize=6)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set(title=estimator, xlabel="score (standardised per target)", ylabel="FT gain (AUC)")
-    if estimators:
+    if axes.flat[0].get_legend_handles_labels()[0]:
         axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
     with atomic_path(path) as tmp:
