@@ -24,6 +24,7 @@ from .io import atomic_path
 from .runs import Run
 
 MIN_SOURCES = 3
+FEW_SEEDS = 5  # 3 seeds have 10 distinct resamples: an interval of a few values
 GAIN_KINDS = ("ft", "fe")
 TAU_COLUMNS = ["target", "estimator", "gain", "n_sources", "n_seeds", "sources", "tau",
                "weighted_tau", "tau_low", "tau_high", "note"]  # fmt: skip
@@ -139,7 +140,8 @@ def tau_table(
     estimates: pd.DataFrame, gains: pd.DataFrame, n_boot: int, seed: int = 0
 ) -> pd.DataFrame:
     """One row per (target, estimator, gain kind): the sources ranked, τ, weighted τ, a 95%
-    bootstrap interval of τ over seeds, and a note where no τ can be given."""
+    bootstrap interval of τ over seeds (resamples whose τ is undefined, all sources tied,
+    are left out of it), and a note where no τ can be given."""
     rows = []
     rng = np.random.default_rng(seed)
     transfer = estimates[estimates.source != NO_SOURCE].dropna(subset=["score"])
@@ -190,15 +192,16 @@ def tau_table(
                     tau_low=float(np.percentile(finite, 2.5)),
                     tau_high=float(np.percentile(finite, 97.5)),
                 )
+            saturated = estimator == "hscore" and np.ptp(estimated.mean(axis=1)) == 0
             if not np.isfinite(tau):
                 row["note"] = (
                     "H-score ties at classes - 1 when the rows do not outnumber the feature "
                     "dimensions: τ undefined"
-                    if estimator == "hscore"
+                    if saturated
                     else "tied estimates or gains: τ undefined"
                 )
-            elif len(seeds) < 3:
-                row["note"] = f"{len(seeds)} seeds: the interval is coarse"
+            elif len(seeds) < FEW_SEEDS:
+                row["note"] = f"{len(seeds)} seeds: the interval takes few distinct values"
             rows.append(row)
     return pd.DataFrame(rows, columns=TAU_COLUMNS)
 
