@@ -31,6 +31,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
                 "std": float(np.std(auc, ddof=1)) if len(auc) > 1 else 0.0,
                 "n_seeds": len(auc),
                 "seeds": ";".join(map(str, sorted(group["seed"]))),
+                "converged": bool(group["converged"].all()),
                 "files": ";".join(sorted(group["file"])),
             }
         )
@@ -57,6 +58,7 @@ def _columns(config: dict[str, Any], sources: list[str]) -> list[tuple[str, str,
 
 
 MARKS = {1: " ↑", -1: " ↓"}
+NOT_CONVERGED = " ‡"
 
 
 def layout(
@@ -84,6 +86,12 @@ def layout(
     def mark(target: str, source: str, comparison: str) -> str:
         return MARKS.get(marks.get((target, source, comparison), 0), "")
 
+    def unconverged(target: str, source: str, method: str) -> str:
+        converged = (
+            index.at[(target, source, method), "converged"] if "converged" in index else True
+        )
+        return "" if converged else NOT_CONVERGED
+
     def value(target: str, source: str, method: str) -> tuple[float, float] | None:
         key = (target, source, method)
         return (
@@ -97,7 +105,11 @@ def layout(
             if same_data(config, source, target):
                 row[header] = "N.A."
             elif found:
-                row[header] = cell(*found) + mark(target, source, f"{method} - no transfer")
+                row[header] = (
+                    cell(*found)
+                    + unconverged(target, source, method)
+                    + mark(target, source, f"{method} - no transfer")
+                )
             else:
                 row[header] = ""
         return row
@@ -163,6 +175,7 @@ def _latex_escape(text: str) -> str:
         .replace("↓", r"$\downarrow$")
         .replace("α", r"$\alpha$")
         .replace("←", r"$\leftarrow$")
+        .replace("‡", r"$\ddagger$")
     )
 
 
@@ -187,16 +200,40 @@ def write_csv(frame: pd.DataFrame, path: str, float_format: str = "%.6f") -> Non
         frame.to_csv(tmp, index=False, float_format=float_format)
 
 
+CELLS_NOTE = "Cells: macro one-vs-rest ROC AUC, mean ± maximum deviation over seeds."
+
+
 def marks_footnote(stats: pd.DataFrame, report: dict[str, Any]) -> str:
-    """What the arrows mean, with the family they were adjusted over."""
+    """What the arrows mean, the family they were adjusted over, and what the seeds can show."""
     from .stats import CORRECTION_NAMES
 
     family = int(stats["family_size"].iloc[0]) if len(stats) and "family_size" in stats else 0
+    note = (
+        "↑ / ↓: better / worse than No transfer (Differences rows: FT than FE) by the corrected "
+        "resampled t-test over seeds (Nadeau & Bengio 2003; the seed is the unit), p-values "
+        f"adjusted by {CORRECTION_NAMES[report['correction']]} over the {family} comparisons "
+        f"of this table (α = {report['alpha']}); no mark without at least two seeds."
+    )
+    detectable = stats["detectable_difference"] if "detectable_difference" in stats else []
+    detectable = np.asarray(detectable, dtype=float)
+    detectable = detectable[np.isfinite(detectable)]
+    if len(detectable):
+        seeds = sorted(set(stats["n_seeds"].astype(int)))
+        note += (
+            f" At these seeds ({'/'.join(map(str, seeds))}) the test finds a true difference "
+            f"with 80 % power only from about {np.median(detectable):.3f} AUC (median over the "
+            f"comparisons; {detectable.min():.3f} to {detectable.max():.3f}, before the "
+            "adjustment): a cell without a mark is not evidence of no difference."
+        )
+    return note
+
+
+def convergence_footnote(summary: pd.DataFrame) -> str:
+    if "converged" not in summary or summary["converged"].all():
+        return ""
     return (
-        "↑ / ↓: better / worse than No transfer (Differences rows: FT than FE); hierarchical "
-        "bootstrap over seeds and test images, p-values adjusted by "
-        f"{CORRECTION_NAMES[report['correction']]} over the {family} comparisons of this table "
-        f"(α = {report['alpha']}); no mark without at least two seeds."
+        f"{NOT_CONVERGED.strip()}: the classifier of at least one of the cell's runs stopped "
+        "before converging (classifier_converged: false in its run file)."
     )
 
 
@@ -240,10 +277,15 @@ def write_table2(
     write_csv(stats, paths["stats"])
     write_csv(run_intervals(grouped, draws), paths["stats_runs"])
     table = layout(config, summary, sources, stats)
-    notes = [marks_footnote(stats, report), overlap_footnote(runs)]
+    notes = [
+        CELLS_NOTE,
+        marks_footnote(stats, report),
+        convergence_footnote(summary),
+        overlap_footnote(runs),
+    ]
     notes = [n for n in notes if n]
     write_text(paths["md"], to_markdown(table) + "".join(f"\n{n}\n" for n in notes))
-    caption = "Macro one-vs-rest ROC AUC (mean ± maximum deviation over seeds). " + " ".join(notes)
+    caption = " ".join(notes)
     write_text(paths["tex"], to_latex(table, caption))
     return table
 

@@ -114,12 +114,14 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
                 "f1_macro": r.f1_macro,
                 "fraction": r.train_fraction,
                 "n_train": r.sizes.get("train"),
+                # False only where a fitted classifier stopped before converging
+                "converged": r.provenance.get("classifier_converged") is not False,
                 "file": r.file,
             }
             for r in runs
         ],
         columns=["architecture", "target", "source", "method", "seed", "auc", "accuracy",
-                 "f1_macro", "fraction", "n_train", "file"],
+                 "f1_macro", "fraction", "n_train", "converged", "file"],
     )  # fmt: skip
 
 
