@@ -451,6 +451,11 @@ def audit_report(
                 "mode": split["mode"],
                 **{f"{s}_groups": n for s, n in split.get("groups", {}).items()},
                 **{
+                    f"{s}_fraction": f for s, f in split.get("fractions", {}).get("all", {}).items()
+                },
+                "size_drift": split.get("size_drift"),
+                "size_warning": split.get("size_warning"),
+                **{
                     f"{what}_{pair}": leakage.get(what, {}).get(pair)
                     for what in ("groups_crossing", "exact", "near")
                     for pair in ("train-test", "val-test")

@@ -127,9 +127,12 @@ def make_split(
     duplicates: Duplicates | None = None,
     merge_near: bool = True,
     on_leak: str = "error",
+    size_tolerance: float = 0.1,
 ) -> dict[str, Any]:
     """The split file's content for one task and seed: no group in two splits (random mode),
-    the leakage that remains counted, and `on_leak` applied to train-test leakage."""
+    the leakage that remains counted, `on_leak` applied to train-test leakage, the realised
+    fractions of images and a warning where a split's share drifts by more than
+    `size_tolerance` from its request (groups too large to place evenly)."""
     duplicates = duplicates or Duplicates.none()
     labels = np.asarray(meta["labels"])
     classes, task = meta["classes"], meta["task"]
@@ -149,6 +152,23 @@ def make_split(
     leakage = leakage_counts(meta, split_of, groups, duplicates)
     _apply_leak_policy(task, seed, mode, leakage, on_leak)
     train_labels = labels[parts["train"]]
+    fractions = realised_fractions(parts, labels, len(classes))
+    drift = size_drift(fractions, val, test) if mode == "random" else 0.0
+    if drift > size_tolerance:
+        log.warning(
+            "task %s, seed %d: the groups allow only a split of %s of the images (asked: "
+            "train %.2f, val %.2f, test %.2f; drift %.2f > split.size_tolerance %.2f): the "
+            "largest groups hold %s images",
+            task,
+            seed,
+            ", ".join(f"{s} {f:.2f}" for s, f in fractions["all"].items()),
+            1 - val - test,
+            val,
+            test,
+            drift,
+            size_tolerance,
+            _sizes_text(np.bincount(groups), shown=3),
+        )
     return {
         "task": task,
         "seed": seed,
@@ -160,6 +180,9 @@ def make_split(
         "groups": {s: len(np.unique(groups[parts[s]])) for s in SPLITS},
         "n_groups": len(np.unique(groups)),
         "merge_near": merge_near,
+        "fractions": fractions,
+        "size_drift": round(drift, 4),
+        "size_warning": bool(drift > size_tolerance),
         "leakage": leakage,
         "class_weights": balanced_class_weights(train_labels, len(classes)),
     }
@@ -174,12 +197,14 @@ def grouped_split(
     test: float,
     task: str = "task",
 ) -> dict[str, list[int]]:
-    """Split whole groups so that each split gets about its share of every class.
+    """Split whole groups so that each split gets about its share of every class's images.
 
-    Each class first gives one random group (of its own majority class) to test and one to
-    val, so that every split sees every class; the other groups follow in random order, each
-    to the split whose share of the group's classes is most unfilled. With one image per
-    group this is a stratified split.
+    Groups too large to be placed freely (more images than their class's val share) go
+    first, largest first, each to the split where it leaves the per-class image counts
+    nearest their targets (where it overshoots least); the other groups follow in random
+    order by the same rule, which stratifies exactly where every group is one image. Then
+    each split that lacks a class takes the smallest group of that class from the split with
+    the most of it, so that every split sees every class.
     """
     if val + test >= 1:
         raise DataError(f"split: val ({val}) + test ({test}) leave no training images")
@@ -188,35 +213,81 @@ def grouped_split(
     composition = np.zeros((n_groups, n_classes))
     np.add.at(composition, (groups, labels), 1)
     majority = composition.argmax(axis=1)
+    sizes = composition.sum(axis=1)
     needed = min_images_per_class(val, test)
     for k, name in enumerate(classes):
-        n_of_class = int(np.sum(majority == k))
-        if n_of_class < needed:
+        of_class = np.flatnonzero(majority == k)
+        if len(of_class) < needed:
             raise DataError(
-                f"task {task}: class {name!r} has {n_of_class} group(s) of images "
-                f"({int(composition[:, k].sum())} images); a split with val={val}, "
-                f"test={test} that keeps each group (patient, lesion, photo, duplicate) in one "
-                f"split needs at least {needed} groups per class"
+                f"task {task}: class {name!r} has {len(of_class)} group(s) of images "
+                f"({int(composition[:, k].sum())} images; group sizes "
+                f"{_sizes_text(sizes[of_class])}); a split with val={val}, test={test} that "
+                "keeps each group (patient, lesion, photo, duplicate) in one split needs at "
+                f"least {needed} groups per class"
             )
     fractions = np.array([1 - val - test, val, test])  # in SPLITS order
     wanted = fractions[:, None] * composition.sum(axis=0)[None, :]
-    filled = np.zeros_like(wanted)
     rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(n_groups)
+    large = sizes[shuffled] > wanted[1, majority[shuffled]]
+    order = np.concatenate(
+        [shuffled[large][np.argsort(-sizes[shuffled[large]], kind="stable")], shuffled[~large]]
+    )
+    filled = np.zeros_like(wanted)
     assigned = np.full(n_groups, -1)
-    for k in range(n_classes):
-        first_two = rng.permutation(np.flatnonzero(majority == k))[:2]
-        for split_index, g in zip((2, 1), first_two, strict=True):
-            assigned[g] = split_index
-            filled[split_index] += composition[g]
-    for g in rng.permutation(n_groups):
-        if assigned[g] >= 0:
-            continue
-        unfilled = (wanted - filled) / np.maximum(wanted, 1e-9)
-        best = int(np.argmax(unfilled @ composition[g]))
+    for g in order:
+        best = _least_deviation(filled, wanted, composition[g])
         assigned[g] = best
         filled[best] += composition[g]
+    _give_every_split_every_class(assigned, majority, sizes, n_classes)
     split_of_image = assigned[groups]
     return {s: np.flatnonzero(split_of_image == i).tolist() for i, s in enumerate(SPLITS)}
+
+
+def _sizes_text(sizes: np.ndarray, shown: int = 10) -> str:
+    ordered = sorted((int(n) for n in sizes), reverse=True)
+    more = f", … ({len(ordered) - shown} more)" if len(ordered) > shown else ""
+    return ", ".join(map(str, ordered[:shown])) + more
+
+
+def _least_deviation(filled: np.ndarray, wanted: np.ndarray, group: np.ndarray) -> int:
+    """The split whose per-class counts move least away from (most towards) their targets
+    when the group joins it; ties go to the split with the largest unfilled share."""
+    before = np.abs(filled - wanted).sum(axis=1)
+    after = np.abs(filled + group - wanted).sum(axis=1)
+    unfilled = ((wanted - filled) / np.maximum(wanted, 1e-9)) @ group
+    return int(np.lexsort((-unfilled, after - before))[0])
+
+
+def _give_every_split_every_class(
+    assigned: np.ndarray, majority: np.ndarray, sizes: np.ndarray, n_classes: int
+) -> None:
+    for k in range(n_classes):
+        for split_index in range(len(SPLITS)):
+            of_class = majority == k
+            if np.any(of_class & (assigned == split_index)):
+                continue
+            counts = np.bincount(assigned[of_class], minlength=len(SPLITS))
+            donor = int(np.argmax(counts))  # holds >= 2 of the class's >= 3 groups
+            candidates = np.flatnonzero(of_class & (assigned == donor))
+            assigned[candidates[np.argmin(sizes[candidates])]] = split_index
+
+
+def realised_fractions(parts: dict[str, list[int]], labels: np.ndarray, n_classes: int) -> dict:
+    """Each split's share of all images and of each class's images."""
+    counts = np.array([np.bincount(labels[parts[s]], minlength=n_classes) for s in SPLITS])
+    per_class = counts / np.maximum(counts.sum(axis=0), 1)
+    return {
+        "all": dict(zip(SPLITS, (counts.sum(axis=1) / max(counts.sum(), 1)).round(4).tolist(),
+                        strict=True)),
+        "per_class": {s: per_class[i].round(4).tolist() for i, s in enumerate(SPLITS)},
+    }  # fmt: skip
+
+
+def size_drift(fractions: dict, val: float, test: float) -> float:
+    """The largest absolute gap between a split's share of all images and its request."""
+    requested = dict(zip(SPLITS, (1 - val - test, val, test), strict=True))
+    return max(abs(fractions["all"][s] - requested[s]) for s in SPLITS)
 
 
 def leakage_counts(

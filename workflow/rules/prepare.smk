@@ -58,6 +58,7 @@ rule split:
     params:
         val=config["split"]["val"],
         test=config["split"]["test"],
+        size_tolerance=config["split"]["size_tolerance"],
         mode=lambda w: config["tasks"][w.task]["split"],
         merge_near=config["audit"]["merge_near"],
         on_leak=config["audit"]["on_leak"],

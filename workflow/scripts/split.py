@@ -18,10 +18,12 @@ with job_logging(snakemake) as log:
         Duplicates.from_table(pd.read_csv(snakemake.input.pairs)),
         p.merge_near,
         p.on_leak,
+        p.size_tolerance,
     )
     log.info(
-        "split sizes %s in %s groups, class weights %s, leakage %s",
+        "split sizes %s (fractions %s) in %s groups, class weights %s, leakage %s",
         result["counts"],
+        result["fractions"]["all"],
         result["groups"],
         result["class_weights"],
         result["leakage"],
