@@ -385,7 +385,8 @@ def write_probe_figures(cka: pd.DataFrame, knn: pd.DataFrame, cka_png: str, knn_
     for ax, source in zip(axes.flat, sources, strict=False):
         for (variant, seed), line in cka[cka.source == source].groupby(["variant", "seed"]):
             ax.plot(line.depth, line.cka, marker="o", label=f"{variant} seed {seed}")
-        ax.set(title=source, xlabel="stage", ylabel="CKA source vs fine-tuned", ylim=(0, 1.05))
+        ax.set(title=source, xlabel="stage", ylabel="debiased CKA, source vs fine-tuned")
+        ax.set_ylim(min(0.0, float(cka.cka.min()) - 0.05), 1.05)  # debiased CKA can dip below 0
         ax.legend(fontsize=6)
     fig.tight_layout()
     with atomic_path(cka_png) as tmp:
@@ -447,6 +448,16 @@ def read_cka(paths: list[str]) -> pd.DataFrame:
         pd.concat(frames, ignore_index=True)
         if frames
         else pd.DataFrame(
-            columns=["depth", "layer", "cka", "n_images", "target", "source", "variant", "seed"]
+            columns=[
+                "depth",
+                "layer",
+                "cka",
+                "n_images",
+                "estimator",
+                "target",
+                "source",
+                "variant",
+                "seed",
+            ]  # fmt: skip
         )
     )
