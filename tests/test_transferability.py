@@ -201,8 +201,53 @@ def test_tau_is_one_for_an_estimator_that_ranks_as_fine_tuning_does():
     row = tau_table(est, gain, n_boot=200).query("gain == 'ft'").iloc[0]
     assert row.tau == pytest.approx(1.0) and row.weighted_tau == pytest.approx(1.0)
     assert row.tau_low == pytest.approx(1.0) and row.n_sources == 3  # 'none' is the reference
+    # three sources: a perfect ranking happens by chance in 2 of the 3! orderings
+    assert row.p_permutation == pytest.approx(2 / 6)
+    assert "no ranking of them can be significant" in row.note
     reversed_gain = gain.assign(gain=-gain.gain)
     assert tau_table(est, reversed_gain, n_boot=200).tau.iloc[0] == pytest.approx(-1.0)
+
+
+def test_permutation_p_is_exact_and_counts_ties():
+    from scipy.stats import kendalltau
+
+    from medtransfer.ranking import _orderings, null_taus, permutation_p
+
+    rng = np.random.default_rng(0)
+    scores, gains = np.array([1.0, 2, 3, 4, 5]), np.array([0.1, 0.2, 0.2, 0.5, 0.3])
+    orderings = _orderings(5, rng)
+    assert len(orderings) == 120
+    taus = null_taus(scores, gains, orderings)
+    expected = [kendalltau(scores, gains[o]).statistic for o in orderings[::7]]
+    np.testing.assert_allclose(taus[::7], expected)
+    assert permutation_p(scores, np.arange(5.0), rng) == pytest.approx(2 / 120)
+    observed = abs(kendalltau(scores, gains).statistic)
+    assert permutation_p(scores, gains, rng) == pytest.approx(
+        np.mean(np.abs(taus) >= observed - 1e-12)
+    )
+
+
+def test_pooled_tau_averages_targets_with_a_joint_null():
+    from medtransfer.ranking import tau_table
+
+    sources = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0, "e": 5.0}
+    frames = []
+    for target in ("t1", "t2"):
+        est, gain = estimates_and_gains(
+            {s: [v, v + 0.1] for s, v in sources.items()},
+            {s: [v / 10, v / 10 + 0.01] for s, v in sources.items()},
+        )
+        frames.append((est.assign(target=target), gain.assign(target=target)))
+    table = tau_table(
+        pd.concat([f[0] for f in frames]), pd.concat([f[1] for f in frames]), n_boot=50
+    )
+    pooled = table[(table.target == "pooled") & (table.gain == "ft")].iloc[0]
+    assert pooled.tau == pytest.approx(1.0)
+    # both targets perfect by chance: (2/120)^2 in theory; the draws' floor is 1/20001
+    assert pooled.p_permutation < 0.001
+    per_target = table[(table.target == "t1") & (table.gain == "ft")].iloc[0]
+    assert per_target.p_permutation == pytest.approx(2 / 120)
+    assert per_target.undefined_resamples == 0
 
 
 def test_tau_says_why_where_it_cannot_be_given():

@@ -6,7 +6,16 @@ A source's measured gain on a target, per seed, is its AUC minus No transfer's A
 the FE method's gains are compared. Each estimator's ranking of the sources (`none` left out:
 it is the reference) is compared with the mean gain's by Kendall's τ and weighted τ
 (top-weighted, scipy's hyperbolic weights). The interval resamples the seeds with
-replacement, the same seeds for estimates and gains (a seed's split is shared by both).
+replacement, the same seeds for estimates and gains (a seed's split is shared by both);
+resamples in which τ is undefined (all sources tied) are counted, not hidden.
+
+τ's null is exact: the permutation p is the share of all n! orderings of the gains whose
+|τ| reaches the observed one (random orderings beyond EXACT_UP_TO sources). With n sources
+its smallest value is 2 / n!: with 3 sources τ takes only ±1 and ±⅓ and a perfect ranking
+happens by chance with p = 1/3 (two-sided), with 4 the floor is 0.083, so fewer than 5
+sources can never show a ranking at 0.05, and the table says so. A pooled row per estimator
+averages τ over the targets, with the permutation null of that mean (each target's gains
+permuted independently).
 """
 
 from __future__ import annotations
@@ -26,8 +35,12 @@ from .runs import Run
 MIN_SOURCES = 3
 FEW_SEEDS = 5  # 3 seeds have 10 distinct resamples: an interval of a few values
 GAIN_KINDS = ("ft", "fe")
+EXACT_UP_TO = 8  # sources: all n! orderings (40,320) for the permutation p; beyond, draws
+N_PERMUTATIONS = 20000
+POOLED = "pooled"
 TAU_COLUMNS = ["target", "estimator", "gain", "n_sources", "n_seeds", "sources", "tau",
-               "weighted_tau", "tau_low", "tau_high", "note"]  # fmt: skip
+               "weighted_tau", "p_permutation", "tau_low", "tau_high", "undefined_resamples",
+               "note"]  # fmt: skip
 
 
 def estimate_seeds(
@@ -130,6 +143,76 @@ def _weighted_tau(scores: np.ndarray, gains: np.ndarray) -> float:
     return float(weightedtau(scores, gains).statistic) if _defined(scores, gains) else math.nan
 
 
+def _pair_signs(values: np.ndarray) -> np.ndarray:
+    """sign(v_i - v_j) over the pairs i < j, along the last axis."""
+    i, j = np.triu_indices(values.shape[-1], k=1)
+    return np.sign(values[..., i] - values[..., j])
+
+
+def _orderings(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Every ordering of n items (n <= EXACT_UP_TO), else N_PERMUTATIONS random ones."""
+    from itertools import permutations
+
+    if n <= EXACT_UP_TO:
+        return np.array(list(permutations(range(n))))
+    return np.array([rng.permutation(n) for _ in range(N_PERMUTATIONS)])
+
+
+def null_taus(scores: np.ndarray, gains: np.ndarray, orderings: np.ndarray) -> np.ndarray:
+    """Kendall's τ-b of the scores against each reordering of the gains (ties kept)."""
+    a, b = _pair_signs(scores), _pair_signs(gains[orderings])
+    scale = math.sqrt(np.count_nonzero(a) * np.count_nonzero(b[0]))
+    return (b @ a) / scale if scale else np.full(len(orderings), np.nan)
+
+
+def permutation_p(scores: np.ndarray, gains: np.ndarray, rng: np.random.Generator) -> float:
+    """Two-sided: the share of orderings of the gains whose |τ| reaches the observed |τ|."""
+    if not _defined(scores, gains):
+        return math.nan
+    observed = abs(_tau(scores, gains))
+    taus = null_taus(scores, gains, _orderings(len(scores), rng))
+    return float(np.mean(np.abs(taus) >= observed - 1e-12))
+
+
+def smallest_p(n_sources: int) -> float:
+    return 2 / math.factorial(n_sources)
+
+
+def pooled_rows(table: pd.DataFrame, pairs: dict, rng: np.random.Generator) -> list[dict]:
+    """Per (estimator, gain kind): the mean τ over targets and its permutation p, each
+    target's gains permuted independently (N_PERMUTATIONS joint draws)."""
+    rows = []
+    for (estimator, kind), part in table.groupby(["estimator", "gain"], sort=True):
+        defined = part[np.isfinite(part.tau)]
+        row = {
+            "target": POOLED, "estimator": estimator, "gain": kind,
+            "n_sources": int(defined.n_sources.sum()), "n_seeds": int(part.n_seeds.min()),
+            "sources": f"{len(defined)} target(s)", "tau": math.nan, "weighted_tau": math.nan,
+            "p_permutation": math.nan, "tau_low": math.nan, "tau_high": math.nan,
+            "undefined_resamples": 0, "note": "",
+        }  # fmt: skip
+        if len(defined) < 2:
+            row["note"] = f"τ defined on {len(defined)} target(s): nothing to pool"
+            rows.append(row)
+            continue
+        null = np.zeros(N_PERMUTATIONS)
+        for target in defined.target:
+            scores, gains = pairs[(target, estimator, kind)]
+            drawn = np.array([rng.permutation(len(gains)) for _ in range(N_PERMUTATIONS)])
+            null += null_taus(scores, gains, drawn)
+        null /= len(defined)
+        observed = float(defined.tau.mean())
+        row.update(
+            tau=observed,
+            weighted_tau=float(defined.weighted_tau.mean()),
+            p_permutation=float((np.sum(np.abs(null) >= abs(observed) - 1e-12) + 1)
+                                / (N_PERMUTATIONS + 1)),
+            note=f"mean τ over {len(defined)} targets",
+        )  # fmt: skip
+        rows.append(row)
+    return rows
+
+
 def _matrix(frame: pd.DataFrame, column: str, seeds: list[int], sources: list[str]) -> np.ndarray:
     """`column` as a (source x seed) array: a bootstrap draw averages some of its columns."""
     table = frame.pivot_table(index="source", columns="seed", values=column)
@@ -139,10 +222,12 @@ def _matrix(frame: pd.DataFrame, column: str, seeds: list[int], sources: list[st
 def tau_table(
     estimates: pd.DataFrame, gains: pd.DataFrame, n_boot: int, seed: int = 0
 ) -> pd.DataFrame:
-    """One row per (target, estimator, gain kind): the sources ranked, τ, weighted τ, a 95%
-    bootstrap interval of τ over seeds (resamples whose τ is undefined, all sources tied,
-    are left out of it), and a note where no τ can be given."""
+    """One row per (target, estimator, gain kind): the sources ranked, τ, weighted τ, the
+    exact permutation p, a 95% bootstrap interval of τ over seeds (resamples whose τ is
+    undefined, all sources tied, are left out of it and counted), and a note where no τ can
+    be given or tested; then a pooled row per (estimator, gain kind)."""
     rows = []
+    pairs: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
     rng = np.random.default_rng(seed)
     transfer = estimates[estimates.source != NO_SOURCE].dropna(subset=["score"])
     for (target, estimator), scores in transfer.groupby(["target", "estimator"], sort=True):
@@ -162,8 +247,10 @@ def tau_table(
                 "sources": ";".join(sources),
                 "tau": math.nan,
                 "weighted_tau": math.nan,
+                "p_permutation": math.nan,
                 "tau_low": math.nan,
                 "tau_high": math.nan,
+                "undefined_resamples": 0,
                 "note": "",
             }
             complete = _complete(scores, measured, sources, seeds)
@@ -186,7 +273,14 @@ def tau_table(
                 for drawn in rng.integers(0, len(seeds), size=(n_boot, len(seeds)))
             ]
             finite = np.asarray([d for d in draws if np.isfinite(d)])
-            row.update(tau=tau, weighted_tau=weighted)
+            means = (estimated.mean(axis=1), gained.mean(axis=1))
+            pairs[(target, estimator, kind)] = means
+            row.update(
+                tau=tau,
+                weighted_tau=weighted,
+                p_permutation=permutation_p(*means, rng),
+                undefined_resamples=n_boot - len(finite),
+            )
             if len(finite):
                 row.update(
                     tau_low=float(np.percentile(finite, 2.5)),
@@ -200,10 +294,25 @@ def tau_table(
                     if saturated
                     else "tied estimates or gains: τ undefined"
                 )
-            elif len(seeds) < FEW_SEEDS:
-                row["note"] = f"{len(seeds)} seeds: the interval takes few distinct values"
+            else:
+                row["note"] = _few_note(len(sources), len(seeds))
             rows.append(row)
-    return pd.DataFrame(rows, columns=TAU_COLUMNS)
+    table = pd.DataFrame(rows, columns=TAU_COLUMNS)
+    if len(table):
+        table = pd.concat([table, pd.DataFrame(pooled_rows(table, pairs, rng))], ignore_index=True)
+    return table[TAU_COLUMNS] if len(table) else table
+
+
+def _few_note(n_sources: int, n_seeds: int) -> str:
+    notes = []
+    if smallest_p(n_sources) >= 0.05:
+        notes.append(
+            f"{n_sources} sources: the smallest possible permutation p is "
+            f"{smallest_p(n_sources):.3f}, so no ranking of them can be significant at 0.05"
+        )
+    if n_seeds < FEW_SEEDS:
+        notes.append(f"{n_seeds} seeds: the interval takes few distinct values")
+    return "; ".join(notes)
 
 
 def _complete(scores: pd.DataFrame, measured: pd.DataFrame, sources: list[str], seeds) -> bool:
@@ -218,21 +327,27 @@ def _fmt(value: float) -> str:
     return "" if value is None or not np.isfinite(value) else f"{value:+.2f}"
 
 
+def _fmt_p(value: float) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
 def tau_markdown(table: pd.DataFrame) -> str:
     """τ per target and estimator, FT and FE gains side by side; notes where no τ exists."""
     lines = [
-        "| Target | Estimator | Gain | Sources | τ [95% CI over seeds] | weighted τ | Note |",
-        "|---|---|---|:---:|:---:|:---:|---|",
+        "| Target | Estimator | Gain | Sources | τ [95% CI over seeds] | permutation p | "
+        "weighted τ | Note |",
+        "|---|---|---|:---:|:---:|:---:|:---:|---|",
     ]
     for row in table.itertuples():
-        interval = (
-            f"{_fmt(row.tau)} [{_fmt(row.tau_low)}, {_fmt(row.tau_high)}]"
-            if np.isfinite(row.tau)
-            else ""
-        )
+        interval = _fmt(row.tau)
+        if np.isfinite(row.tau_low):
+            interval += f" [{_fmt(row.tau_low)}, {_fmt(row.tau_high)}]"
+        note = row.note
+        if row.undefined_resamples:
+            note += f" ({row.undefined_resamples} resamples with τ undefined, left out)"
         lines.append(
             f"| {row.target} | {row.estimator} | {row.gain.upper()} | {row.n_sources} | "
-            f"{interval} | {_fmt(row.weighted_tau)} | {row.note} |"
+            f"{interval} | {_fmt_p(row.p_permutation)} | {_fmt(row.weighted_tau)} | {note} |"
         )
     return "\n".join(lines) + "\n"
 
