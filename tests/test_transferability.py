@@ -303,3 +303,38 @@ def test_a_grid_without_transfer_sources_writes_an_empty_tau_table(tmp_path):
     assert len(table) == 0 and "tau" in table.columns
     write_estimate_figure(estimate_summary(est, gains), str(tmp_path / "e.png"))
     assert (tmp_path / "e.png").stat().st_size > 0
+
+
+def test_gbc_spherical_against_its_formula_and_the_variance_floor():
+    """Two classes on 2 principal components with spherical Gaussians: D_B by hand."""
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1], 60)
+    features = rng.standard_normal((120, 2)) * [1.0, 0.5] + labels[:, None] * [1.5, 0.0]
+    spectrum = tr.Spectrum.of(features, centred=True)
+    reduced = spectrum.principal_components(features, 2)
+    mean = [reduced[labels == c].mean(axis=0) for c in (0, 1)]
+    var = [max(reduced[labels == c].var(axis=0).mean(), 1e-4) for c in (0, 1)]
+    pooled = (var[0] + var[1]) / 2
+    distance = np.sum((mean[0] - mean[1]) ** 2) / (8 * pooled) + 0.5 * 2 * (
+        np.log(pooled) - 0.5 * (np.log(var[0]) + np.log(var[1]))
+    )
+    assert tr.gbc(features, labels, dims=2) == pytest.approx(-2 * np.exp(-distance))
+    assert tr.gbc(features, labels, dims=2, gaussian="diagonal") != pytest.approx(
+        tr.gbc(features, labels, dims=2)
+    )
+    # constant classes: the floor keeps the distance finite (far apart: GBC ~ 0)
+    constant = np.repeat([[0.0, 0.0], [1.0, 1.0]], 10, axis=0)
+    assert tr.gbc(constant, np.repeat([0, 1], 10), dims=2) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(tr.EstimatorError, match="unknown gaussian"):
+        tr.gbc(features, labels, gaussian="round")
+
+
+def test_nleep_covariance_switch_changes_the_mixture():
+    features, labels = blobs(1.0)
+    full = tr.nleep(features, labels, seed=0)
+    assert full == tr.nleep(features, labels, seed=0, covariance="full")
+    assert full != pytest.approx(tr.nleep(features, labels, seed=0, covariance="diag"))
+    scores = tr.estimate_all(features, labels, nleep_covariance="diag", gbc_gaussian="diagonal")
+    assert scores["nleep"] == pytest.approx(tr.nleep(features, labels, seed=0, covariance="diag"))
+    with pytest.raises(tr.EstimatorError, match="unknown covariance"):
+        tr.nleep(features, labels, covariance="tied")

@@ -49,9 +49,10 @@ def estimate_seeds(
     labels: np.ndarray,
     splits: list[dict[str, Any]],
     estimators: tuple[str, ...],
+    options: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """(seed, estimator, score, n_rows, seconds): every estimator on each seed's train+val
-    rows (the test rows are never read)."""
+    rows (the test rows are never read); `options` are estimate_all's variant switches."""
     import time
 
     from .transferability import estimate_all
@@ -67,6 +68,7 @@ def estimate_seeds(
             None if softmax is None else softmax[fit],
             estimators,
             seed=split["seed"],
+            **(options or {}),
         )
         seconds = time.perf_counter() - started
         rows += [

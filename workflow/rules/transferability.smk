@@ -19,6 +19,10 @@ rule estimate:
     threads: 1
     params:
         estimators=config["transferability"]["estimators"],
+        options={
+            "nleep_covariance": config["transferability"]["nleep_covariance"],
+            "gbc_gaussian": config["transferability"]["gbc_gaussian"],
+        },
         knn_k=config["probes"]["knn_k"],
     script:
         "../scripts/estimate.py"

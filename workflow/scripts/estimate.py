@@ -17,7 +17,7 @@ with job_logging(snakemake) as log:
     labels = np.asarray(read_json(snakemake.input.meta)["labels"])
     splits = [read_json(path) for path in snakemake.input.splits]
     given = {"architecture": w.arch, "target": w.target, "source": w.source}
-    estimates = estimate_seeds(features, outputs, labels, splits, tuple(p.estimators))
+    estimates = estimate_seeds(features, outputs, labels, splits, tuple(p.estimators), p.options)
     # all digits: sources' estimates can differ in the sixth (the adaptive grid ranks them)
     write_csv(estimates.assign(**given), snakemake.output.estimates, "%.10g")
     knn = knn_seeds(outputs, labels, splits, p.knn_k)
