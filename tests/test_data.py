@@ -316,3 +316,25 @@ def test_tasks_on_one_dataset_share_its_decoded_images(tmp_path, shared_data):
 def test_unknown_task_in_a_dataset_index_is_named():
     with pytest.raises(DataError, match="no task 'blood'.*malignant"):
         task_meta({"tasks": {"malignant": {}}, "image_size": 32}, "blood", "index.json")
+
+
+def test_csv_group_column_groups_lesions_and_may_be_optional(tmp_path, shared_data, caplog):
+    """fok2019's ISIC entry: lesion_id groups images; an empty value is a group of its own;
+    the sample's export has no such column, which `optional` turns into a warning."""
+    for name in ("a", "b", "c", "d"):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{name}.png")
+    (tmp_path / "m.csv").write_text("id,label,lesion_id\na,x,L1\nb,x,L1\nc,y,\nd,y,L2\n")
+    spec = {"adapter": "csv", "path": ".", "labels_csv": "m.csv", "filename": "{id}.png",
+            "label": "label", "groups": {"column": "lesion_id"}}  # fmt: skip
+    items = sorted(open_dataset(spec, tmp_path).items, key=lambda item: item.ref)
+    assert [item.group for item in items] == ["L1", "L1", None, "L2"]
+    isic = {"adapter": "csv", "path": "isic_archive_sample", "labels_csv": "metadata.csv",
+            "filename": "{label}/{isic_id}.jpg", "label": "benign_malignant",
+            "groups": {"column": "lesion_id"}}  # fmt: skip
+    with pytest.raises(DataError, match="missing column.*lesion_id.*groups.optional"):
+        open_dataset(isic, shared_data)
+    optional = {**isic, "groups": {"column": "lesion_id", "optional": True}}
+    with caplog.at_level("WARNING", logger="medtransfer.data"):
+        dataset = open_dataset(optional, shared_data)
+    assert all(item.group is None for item in dataset.items) and len(dataset.items) == 557
+    assert "no column lesion_id" in caplog.text

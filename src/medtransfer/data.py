@@ -125,7 +125,20 @@ def csv_dataset(root: Path, spec: dict[str, Any]) -> Dataset:
         reader = csv.DictReader(handle)
         needed = {f for _, f, _, _ in string.Formatter().parse(spec["filename"]) if f}
         needed |= set(spec.get("onehot", [])) | ({spec["label"]} if "label" in spec else set())
-        needed |= {groups["column"]} if "column" in groups else set()
+        group_column = groups.get("column")
+        if group_column and group_column not in (reader.fieldnames or []):
+            if not groups.get("optional"):
+                raise DataError(
+                    f"{csv_path}: missing column(s) {group_column} (groups.column); it has "
+                    f"{', '.join(reader.fieldnames or [])} (groups.optional: true makes each "
+                    "image its own group where the column is absent)"
+                )
+            log.warning(
+                "%s: no column %s (groups.column, optional): every image is its own group",
+                csv_path,
+                group_column,
+            )
+            group_column = None
         missing_cols = needed - set(reader.fieldnames or [])
         if missing_cols:
             raise DataError(
@@ -141,7 +154,7 @@ def csv_dataset(root: Path, spec: dict[str, Any]) -> Dataset:
         if not path.is_file():
             absent.append(str(path))
         elif label:  # rows with an empty label are unlabelled: listed, but no item
-            group = (row[groups["column"]].strip() or None) if "column" in groups else None
+            group = (row[group_column].strip() or None) if group_column else None
             items.append(Item(str(path), label, group=group))
     unlisted = [str(p) for p in _image_files(image_root) if p not in listed]
     if (absent or unlisted) and spec.get("on_mismatch", "error") == "error":
