@@ -58,13 +58,13 @@ def three_source_config(path: Path, data_root: Path, adaptive: dict) -> Path:
     )
 
 
-def finetuned_in_log(output: str) -> set[tuple[str, str]]:
-    """(target, source) of every finetune job Snakemake ran, from its job listing."""
+def finetuned_in_log(output: str) -> set[tuple[str, str, int]]:
+    """(target, source, seed) of every finetune job Snakemake ran, from its job listing."""
     jobs = re.findall(r"rule finetune:\n(?:.*\n)*?\s+wildcards: ([^\n]+)", output)
     found = set()
     for job in jobs:
         values = dict(part.split("=", 1) for part in job.split(", "))
-        found.add((values["target"], values["source"]))
+        found.add((values["target"], values["source"], int(values["seed"])))
     return found
 
 
@@ -94,18 +94,21 @@ def test_adaptive_grid_fine_tunes_only_the_top_source(adaptive_grid):
     estimates = pd.concat(
         pd.read_csv(workdir / f"results/vgg16/transferability/blood/{s}.csv") for s in TRAINED
     )
-    logme = estimates[estimates.estimator == "logme"].groupby("source").score.mean()
-    best = logme.idxmax()
-    # the DAG Snakemake ran: No transfer and the one chosen source, nothing else
-    assert finetuned == {("blood", "none"), ("blood", best)}
+    logme = estimates[estimates.estimator == "logme"].set_index(["seed", "source"]).score
+    # each seed chooses from its own estimates (its train+val rows)
+    best = {seed: logme.loc[seed].idxmax() for seed in (0, 1)}
+    # the DAG Snakemake ran: No transfer and each seed's chosen source, nothing else
+    expected = {("blood", "none", seed) for seed in (0, 1)}
+    assert finetuned == expected | {("blood", best[seed], seed) for seed in (0, 1)}
     tuned_on_disk = {p.name for p in (workdir / "results/vgg16/finetune/blood").iterdir()}
-    assert tuned_on_disk == {"none", best}
-    chosen = json.loads((workdir / "results/vgg16/transferability/blood/chosen.json").read_text())
-    assert chosen["selected"] == [best]
+    assert tuned_on_disk == {"none", *best.values()}
     report = (workdir / ADAPTIVE_REPORT).read_text()
-    for source in set(TRAINED) - {best}:
-        assert f"| blood | {source} |" in report
-        assert f"{logme[source]:.6g}" in report
+    for seed in (0, 1):
+        chosen_file = workdir / f"results/vgg16/transferability/blood/chosen_seed{seed}.json"
+        chosen = json.loads(chosen_file.read_text())
+        assert chosen["selected"] == [best[seed]] and chosen["seed"] == seed
+        for source in set(TRAINED) - {best[seed]}:
+            assert f"| blood | {seed} | {source} | {logme[(seed, source)]:.6g} |" in report
     assert "Fine-tuning jobs left out: 4 of 8" in report  # 2 sources x 2 seeds
     # FE runs of every source are kept: they are cheap, and the tau table compares them
     fe_runs = list((workdir / "results/vgg16/runs/blood").glob("*/fe-svm/seed*.json"))

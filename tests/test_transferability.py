@@ -277,11 +277,47 @@ def test_seed_gains_pair_each_run_with_no_transfer_on_its_seed():
 def test_choose_sources_takes_the_top_k_and_names_what_it_needs():
     from medtransfer.ranking import choose_sources
 
-    est, _ = estimates_and_gains({"a": [1, 1], "b": [3, 3], "c": [2, 2]}, {})
-    choice = choose_sources(est, "logme", 2, ["a", "b", "c"])
+    est, _ = estimates_and_gains({"a": [1, 1], "b": [3, 0], "c": [2, 2]}, {})
+    choice = choose_sources(est, "logme", 2, ["a", "b", "c"], seed=0)
     assert choice["selected"] == ["b", "c"] and choice["left_out"] == ["a"]
-    with pytest.raises(ValueError, match="no estimate for source.*d"):
-        choose_sources(est, "logme", 1, ["a", "d"])
+    # seed 1's own estimates: b is last there
+    assert choose_sources(est, "logme", 2, ["a", "b", "c"], seed=1)["left_out"] == ["b"]
+    with pytest.raises(ValueError, match="no estimate on seed 0 for source.*d"):
+        choose_sources(est, "logme", 1, ["a", "d"], seed=0)
+
+
+def test_a_seeds_choice_never_reads_its_own_test_images():
+    """Seed 0's test images lie in seed 1's train+val rows. Make them (and only them) look
+    perfectly separable for source b: seed 1's estimates change, seed 0's choice does not."""
+    from medtransfer.ranking import choose_sources, estimate_seeds
+
+    rng = np.random.default_rng(5)
+    n = 200
+    labels = np.arange(n) % 2
+    order = [rng.permutation(n), rng.permutation(n)]
+    splits = [
+        {"seed": s, "train": o[:140].tolist(), "val": o[140:160].tolist(), "test": o[160:].tolist()}
+        for s, o in enumerate(order)
+    ]
+    features = {src: rng.standard_normal((n, 16)) for src in ("a", "b")}
+    features["a"][:, 0] += labels  # a carries the labels a little
+
+    def choices(features):
+        rows = []
+        for src, x in features.items():
+            est = estimate_seeds(x, {}, labels, splits, ("logme",))
+            rows.append(est.assign(target="t", source=src))
+        table = pd.concat(rows)
+        return table, [choose_sources(table, "logme", 1, ["a", "b"], s)["selected"] for s in (0, 1)]
+
+    before, chosen_before = choices(features)
+    changed = {k: v.copy() for k, v in features.items()}
+    test0 = np.asarray(splits[0]["test"])
+    changed["b"][test0, :] = labels[test0, None] * 50.0  # seed 0's test rows only
+    after, chosen_after = choices(changed)
+    assert chosen_after[0] == chosen_before[0] == ["a"]
+    seed1 = (before.seed == 1) & (before.source == "b")
+    assert not np.allclose(before[seed1].score, after[seed1].score)
 
 
 def test_hscore_saturates_at_classes_minus_one_with_fewer_rows_than_dimensions():

@@ -404,20 +404,27 @@ def write_estimate_figure(summary: pd.DataFrame, path: str) -> None:
 
 
 def choose_sources(
-    estimates: pd.DataFrame, estimator: str, top_k: int, candidates: list[str]
+    estimates: pd.DataFrame, estimator: str, top_k: int, candidates: list[str], seed: int
 ) -> dict[str, Any]:
-    """The top_k candidate sources of one target by their mean estimate over seeds; ties go
-    to the earlier source in the config (a stable choice)."""
-    chosen = estimates[(estimates.estimator == estimator) & estimates.source.isin(candidates)]
+    """The top_k candidate sources of one target for one seed, by that seed's estimates
+    (each computed on the seed's train+val rows: its test images never inform the choice;
+    a mean over seeds would read them, since they lie in other seeds' train+val rows).
+    Ties go to the earlier source in the config (a stable choice)."""
+    chosen = estimates[
+        (estimates.estimator == estimator)
+        & estimates.source.isin(candidates)
+        & (estimates.seed == seed)
+    ]
     means = chosen.groupby("source")["score"].mean()
     missing = [s for s in candidates if s not in means.index or not np.isfinite(means[s])]
     if missing:
         raise ValueError(
-            f"adaptive.estimator: {estimator} has no estimate for source(s) "
+            f"adaptive.estimator: {estimator} has no estimate on seed {seed} for source(s) "
             f"{', '.join(missing)} (LEEP and NCE need a source with classes of its own)"
         )
     order = sorted(candidates, key=lambda s: (-means[s], candidates.index(s)))
     return {
+        "seed": seed,
         "estimator": estimator,
         "top_k": top_k,
         "scores": {s: float(means[s]) for s in candidates},
@@ -436,19 +443,20 @@ def benchmark_seconds(path: Path) -> float | None:
 
 
 def adaptive_table(
-    selections: dict[str, dict[str, Any]], skipped_jobs: dict[str, list[Path]]
+    selections: dict[tuple[str, int], dict[str, Any]], skipped_jobs: dict[str, list[Path]]
 ) -> pd.DataFrame:
-    """A row per (target, left-out source): its estimate, the fine-tuning jobs not run and
-    the seconds they took in an equivalent full run (blank where none has been run)."""
+    """A row per (target, seed, left-out source): its estimate, the fine-tuning jobs not run
+    and the seconds they took in an equivalent full run (blank where none has been run)."""
     rows = []
-    for target, choice in selections.items():
+    for (target, seed), choice in sorted(selections.items()):
         for source in choice["left_out"]:
-            jobs = skipped_jobs.get(f"{target}/{source}", [])
+            jobs = skipped_jobs.get(f"{target}/{source}/{seed}", [])
             seconds = [benchmark_seconds(p) for p in jobs]
             known = [s for s in seconds if s is not None]
             rows.append(
                 {
                     "target": target,
+                    "seed": seed,
                     "source": source,
                     "estimator": choice["estimator"],
                     "estimate": choice["scores"][source],
@@ -472,13 +480,14 @@ def adaptive_markdown(table: pd.DataFrame, n_jobs_full: int) -> str:
             else "(no equivalent full run's benchmark files: counted in jobs)."
         ),
         "",
-        "| Target | Left out | Estimate | Rank | Fine-tuned instead | Jobs saved | Seconds |",
-        "|---|---|:---:|:---:|---|:---:|:---:|",
+        "| Target | Seed | Left out | Estimate | Rank | Fine-tuned instead | Jobs saved "
+        "| Seconds |",
+        "|---|:---:|---|:---:|:---:|---|:---:|:---:|",
     ]
     for row in table.itertuples():
         secs = f"{row.seconds_saved:.0f}" if np.isfinite(row.seconds_saved) else ""
         lines.append(
-            f"| {row.target} | {row.source} | {row.estimate:.6g} | {row.rank} | "
+            f"| {row.target} | {row.seed} | {row.source} | {row.estimate:.6g} | {row.rank} | "
             f"{row.selected} | {row.finetune_jobs_saved} | {secs} |"
         )
     return "\n".join(lines) + "\n"

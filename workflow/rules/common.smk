@@ -96,7 +96,7 @@ RUN = "results/{arch}/runs/{target}/{source}/{method}/seed{seed}.json"
 # frozen stages; the adaptive grid's choice of sources to fine-tune (a checkpoint).
 ESTIMATES = "results/{arch}/transferability/{target}/{source}.csv"
 KNN = "results/{arch}/probes/{target}/{source}_knn.csv"
-CHOSEN = "results/{arch}/transferability/{target}/chosen.json"
+CHOSEN = "results/{arch}/transferability/{target}/chosen_seed{seed}.json"
 # The learning-curve axis: the same stages on a subsampled training split.
 FINETUNED_FRACTION = (
     "results/{arch}/finetune/{target}/{source}/{variant}/seed{seed}_frac{fraction}/"
@@ -284,9 +284,12 @@ def candidate_sources(arch, target):
     return [s for s in estimated_sources(arch, target) if s != mtc.NO_SOURCE]
 
 
-def chosen_sources(arch, target):
-    """The adaptive grid's top-k sources of a target, once the checkpoint has decided."""
-    chosen = checkpoints.choose_sources.get(arch=arch, target=target).output[0]
+def chosen_sources(arch, target, seed):
+    """The adaptive grid's top-k sources of a target on one seed, once the checkpoint has
+    decided from that seed's estimates."""
+    chosen = checkpoints.choose_sources.get(arch=arch, target=target, seed=seed).output[
+        0
+    ]
     with open(chosen) as handle:
         return json.load(handle)["selected"]
 
@@ -304,12 +307,18 @@ def grid_runs_of(arch, target=None):
     kept = []
     for r in runs:
         if r.method.kind == "ft" and r.source in candidate_sources(arch, r.target):
-            if r.target not in chosen:
-                chosen[r.target] = chosen_sources(arch, r.target)
-            if r.source not in chosen[r.target]:
+            key = (r.target, r.seed)
+            if key not in chosen:
+                chosen[key] = chosen_sources(arch, r.target, r.seed)
+            if r.source not in chosen[key]:
                 continue
         kept.append(r)
     return kept
+
+
+def arch_target_seeds(arch, target):
+    """The seeds of an architecture's runs on a target."""
+    return sorted({r.seed for r in RUNS if r.arch == arch and r.target == target})
 
 
 def get_run_files(arch, target=None):
@@ -532,13 +541,13 @@ def arch_estimates(arch, target=None):
 
 
 def finetune_benchmarks(arch):
-    """{target/source: the benchmark files of the fine-tuning jobs the full grid would run
-    for that source}: the compute an adaptive choice saves."""
+    """{target/source/seed: the benchmark files of the fine-tuning jobs the full grid would
+    run for that source and seed}: the compute an adaptive choice saves."""
     jobs = {}
     for r in RUNS:
         if r.arch == arch and r.method.kind == "ft":
             name = f"{r.target}_{r.source}_{r.method.variant}_seed{r.seed}"
-            jobs.setdefault(f"{r.target}/{r.source}", set()).add(
+            jobs.setdefault(f"{r.target}/{r.source}/{r.seed}", set()).add(
                 benchfile("finetune", f"{arch}/{name}")
             )
     return {key: sorted(paths) for key, paths in jobs.items()}

@@ -59,18 +59,20 @@ rule transferability:
 
 
 checkpoint choose_sources:
-    """The adaptive grid: the top-k sources of a target by their estimate, the only ones
-    fine-tuned; the DAG below is decided from this file."""
+    """The adaptive grid: the top-k sources of a target by their estimate on one seed's
+    train+val rows, the only ones fine-tuned on that seed (its test images never inform
+    the choice); the DAG below is decided from these files."""
     input:
         estimates=lambda w: arch_estimates(w.arch, w.target),
     output:
         CHOSEN,
     log:
-        logfile("choose_sources", "{arch}/{target}"),
+        logfile("choose_sources", "{arch}/{target}_seed{seed}"),
     conda:
         ENV
     params:
         candidates=lambda w: candidate_sources(w.arch, w.target),
+        seed=lambda w: int(w.seed),
         adaptive=ADAPTIVE,
     script:
         "../scripts/choose_sources.py"
@@ -81,9 +83,10 @@ rule adaptive_report:
     saved."""
     input:
         chosen=lambda w: [
-            CHOSEN.format(arch=w.arch, target=t)
+            CHOSEN.format(arch=w.arch, target=t, seed=seed)
             for t in arch_targets(w.arch)
             if candidate_sources(w.arch, t)
+            for seed in arch_target_seeds(w.arch, t)
         ],
     output:
         csv="results/{arch}/transferability/adaptive.csv",

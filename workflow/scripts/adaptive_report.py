@@ -12,6 +12,6 @@ from medtransfer.reporting import write_csv
 with job_logging(snakemake):
     choices = [read_json(path) for path in snakemake.input.chosen]
     jobs = {key: [Path(p) for p in paths] for key, paths in snakemake.params.jobs.items()}
-    table = adaptive_table({c["target"]: c for c in choices}, jobs)
+    table = adaptive_table({(c["target"], c["seed"]): c for c in choices}, jobs)
     write_csv(table, snakemake.output.csv)
     write_text(snakemake.output.md, adaptive_markdown(table, sum(map(len, jobs.values()))))

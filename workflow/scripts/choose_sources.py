@@ -1,4 +1,5 @@
-"""choose_sources: the adaptive grid's top-k sources of one target by their estimate."""
+"""choose_sources: the adaptive grid's top-k sources of one target and seed by that seed's
+estimates (computed on its train+val rows only)."""
 
 import _checkout  # noqa: F401  (this checkout's package)
 
@@ -13,6 +14,7 @@ with job_logging(snakemake) as log:
         p.adaptive["estimator"],
         p.adaptive["top_k"],
         list(p.candidates),
+        p.seed,
     )
     write_json(snakemake.output[0], {"target": snakemake.wildcards.target, **choice})
-    log.info("fine-tuning %s; left out %s", choice["selected"], choice["left_out"])
+    log.info("seed %d: fine-tuning %s; left out %s", p.seed, choice["selected"], choice["left_out"])
