@@ -96,6 +96,7 @@ def test_small_grid_writes_every_run(small_grid):
         assert 0.0 <= run["auc_macro"] <= 1.0
         assert len(run["test_labels"]) == run["sizes"]["test"]
         assert run["kappa_quadratic"] is None  # no task of the grid is ordinal
+        assert run["classifier_converged"] is True  # every SVM of the grid converged
         leakage = run["leakage"]
         assert leakage["train_test"] == {"groups_crossing": 0, "exact": 0, "near": 0}
         assert leakage["source_target"]["audited"] and leakage["source_target"]["exact"] == 0
@@ -265,6 +266,7 @@ def test_html_report(small_grid, copy_of):
 
 def test_stats_recompute_an_interval_and_a_difference(small_grid):
     import numpy as np
+    from scipy.stats import t as scipy_t
 
     from medtransfer.runs import Run
     from medtransfer.stats import AucDraws
@@ -293,10 +295,22 @@ def test_stats_recompute_an_interval_and_a_difference(small_grid):
     expected = sum(a - b for a, b in zip(aucs["ft-svm"], aucs["fe-svm"], strict=True)) / 2
     assert diff.mean_difference == pytest.approx(expected, abs=1e-6)
     assert diff.ci_low <= diff.ci_high and diff.n_seeds == 2
+    # the corrected resampled t-test by hand, from the run files' AUCs and split sizes
+    sizes = run_json(small_grid, "blood/natural/ft-svm/seed0.json")["sizes"]
+    ratios = [
+        run_json(small_grid, f"blood/natural/ft-svm/seed{s}.json")["sizes"]["test"]
+        / run_json(small_grid, f"blood/natural/ft-svm/seed{s}.json")["sizes"]["train"]
+        for s in (0, 1)
+    ]
+    d = np.subtract(aucs["ft-svm"], aucs["fe-svm"])
+    t = d.mean() / np.sqrt((1 / 2 + np.mean(ratios)) * np.var(d, ddof=1))
+    assert sizes["test"] > 0 and diff.test_train_ratio == pytest.approx(np.mean(ratios))
+    assert diff.p_corrected_t == pytest.approx(2 * scipy_t.sf(abs(t), 1), rel=1e-6)
     table = (small_grid / "results/table2.md").read_text()
     marked = "↑" in table.split("\n\n")[0] or "↓" in table.split("\n\n")[0]
     assert marked == bool((stats["mark"] != 0).any())
-    assert (stats.p_adjusted >= stats.p_bootstrap).all()
+    assert (stats.p_adjusted >= stats.p_corrected_t).all()
+    assert "Cells: macro one-vs-rest ROC AUC, mean ± maximum deviation over seeds." in table
     assert f"Holm over the {len(stats)} comparisons of this table" in table
 
 
