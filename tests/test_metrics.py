@@ -106,3 +106,47 @@ def test_flat_pixels_are_the_images_scaled_to_one_row_each():
     scores = fit_and_score("dt", FlatPixels(images)[[0, 1, 2, 3]], np.array([0, 0, 1, 1]),
                            FlatPixels(images)[[3]], 2, seed=0)  # fmt: skip
     assert scores.shape == (1, 2) and scores[0].argmax() == 1
+
+
+def relu_features(n: int, dims: int, classes: int, seed: int = 0):
+    """Overlapping classes after a ReLU and at fc2's scale: where liblinear's dual solver
+    used to stop at its iteration cap."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 0.3, (classes, dims))
+    y = rng.integers(0, classes, n)
+    return np.maximum(centres[y] + rng.normal(0, 1, (n, dims)), 0) * 3.0, y
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_svm_is_the_original_studys_objective_solved_to_convergence(classes):
+    """Margins equal OneVsRestClassifier(SVC(kernel='linear')) (libsvm itself, for the
+    binary case SVC alone), with balanced weights as sample weights, and no warning."""
+    import warnings
+
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.svm import SVC
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    x, y = relu_features(300, 256, classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a ConvergenceWarning would fail the test
+        ours = make_classifier("svm", seed=0, class_weights=True).fit(x[:200], y[:200])
+    weights = compute_sample_weight("balanced", y[:200])
+    if classes == 2:
+        reference = SVC(kernel="linear").fit(x[:200], y[:200], sample_weight=weights)
+        expected = reference.decision_function(x[200:])
+    else:
+        expected = np.column_stack(
+            [
+                SVC(kernel="linear")
+                .fit(x[:200], (y[:200] == k).astype(int), sample_weight=weights)
+                .decision_function(x[200:])
+                for k in range(classes)
+            ]
+        )
+        unweighted = make_classifier("svm", seed=0, class_weights=False).fit(x[:200], y[:200])
+        plain = OneVsRestClassifier(SVC(kernel="linear")).fit(x[:200], y[:200])
+        np.testing.assert_allclose(
+            unweighted.decision_function(x[200:]), plain.decision_function(x[200:]), atol=1e-6
+        )
+    np.testing.assert_allclose(ours.decision_function(x[200:]), expected, atol=1e-6)
