@@ -23,19 +23,22 @@ from medtransfer.models import (  # noqa: E402
 )
 
 FEATURE_DIMS = {"resnet50": 2048, "densenet121": 1024, "efficientnetb0": 1280,
-                "convnext_tiny": 768}  # fmt: skip
+                "convnext_tiny": 768, "efficientnet_lite0": 1280}  # fmt: skip
 # (first layer with weights of the first stage, of the last stage) in Keras' own names
 STAGE_ENDS = {
     "vgg16": ("block1_conv1", "block5_conv3"),
     "resnet50": ("conv1_conv", "conv5_block3_3_bn"),
     "densenet121": ("conv1_conv", "bn"),
     "efficientnetb0": ("stem_conv", "top_bn"),
+    "efficientnet_lite0": ("stem_conv", "top_bn"),
     "convnext_tiny": ("convnext_tiny_stem", "convnext_tiny_stage_3_block_2_layer_scale"),
 }
 RGB = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
 
 
-@pytest.mark.parametrize("arch", ["resnet50", "densenet121", "efficientnetb0", "convnext_tiny"])
+@pytest.mark.parametrize(
+    "arch", ["resnet50", "densenet121", "efficientnetb0", "convnext_tiny", "efficientnet_lite0"]
+)
 @pytest.mark.parametrize("size", [32, 224])
 def test_builds_at_minimum_and_full_size_with_pooled_features(arch, size):
     spec = architecture(arch)

