@@ -59,10 +59,7 @@ def overlapping_differences(rng: np.random.Generator, n_seeds: int, delta: float
         order = rng.permutation(N_IMAGES)
         train, test = order[:n_train], order[N_IMAGES - n_test :]
         differences[j] = (
-            delta
-            + through_train[train].mean()
-            + through_test[test].mean()
-            + rng.normal(0, SEED_SD)
+            delta + through_train[train].mean() + through_test[test].mean() + rng.normal(0, SEED_SD)
         )
     return differences
 
