@@ -132,7 +132,7 @@ def detectable_difference(
     return float(brentq(shortfall, 0.0, 400.0) * se)
 
 
-def test_train_ratio(run: Run) -> float:
+def split_ratio(run: Run) -> float:
     """n_test / n_train of a run's split: Nadeau & Bengio's correction for overlapping splits."""
     sizes = run.sizes
     if not sizes.get("train") or "test" not in sizes:
@@ -164,7 +164,7 @@ def paired_difference(
                 "scored on different test images; they cannot be paired"
             )
     differences = np.array([float(a.auc_macro) - float(b.auc_macro) for a, b in pairs])
-    ratio = float(np.mean([test_train_ratio(a) for a, _ in pairs]))
+    ratio = float(np.mean([split_ratio(a) for a, _ in pairs]))
     test = corrected_t_test(differences, ratio)
     spread = hierarchical_bootstrap([draws(a) - draws(b) for a, b in pairs])
     several = len(pairs) > 1
