@@ -551,7 +551,10 @@ def write_transferability_report(
     header = (
         "Kendall's τ between each estimator's ranking of the sources (mean over seeds of "
         "its score on the train+val rows) and their measured mean AUC gain over No transfer "
-        "(FT: fine-tuned, FE: frozen features); 95% interval from resampling the seeds.\n\n"
+        "(FT: fine-tuned, FE: frozen features); 95% interval from resampling the seeds; "
+        "permutation p: the share of all orderings of the gains whose |τ| reaches the "
+        "observed one (n sources: never below 2/n!); `pooled`: the mean τ over targets with "
+        "its joint permutation p.\n\n"
     )
     write_text(outputs["md"], header + tau_markdown(table))
     write_estimate_figure(estimate_summary(estimates, gains), outputs["png"])
