@@ -96,7 +96,8 @@ def test_imagenet_lite0_recognises_the_sample_cats_and_dogs(shared_data):
         top = model.predict(images, batch_size=64, verbose=0).argmax(axis=1)
         shares[animal] = float(np.isin(top, classes).mean())
     # chance: 5 of 1,000 classes for cats, 118 for dogs
-    assert shares["cat"] >= 0.75 and shares["dog"] >= 0.90, shares
+    # the README says "over 80 %" and "over 95 %" (measured: 82.3 %, 96.3 %)
+    assert shares["cat"] > 0.80 and shares["dog"] > 0.95, shares
 
 
 def test_a_weights_file_that_does_not_fit_names_the_layer_and_both_shapes(tmp_path):

@@ -81,3 +81,22 @@ def test_the_committed_marks_are_the_calibrated_tests_on_the_committed_runs():
     assert computed["p_corrected_t"].to_numpy() == pytest.approx(
         committed.loc[computed.index, "p_corrected_t"].to_numpy(), abs=1e-6
     )
+
+
+def test_readme_demo_convergence_counts_are_the_committed_demo_records():
+    """docs/demo/runs.csv: one row per run record of the 2026-11-30 clean-clone demo."""
+    import pandas as pd
+
+    runs = pd.read_csv(REPO / "docs" / "demo" / "runs.csv")
+    counts = runs.groupby("architecture").size().to_dict()
+    readme = (REPO / "README.md").read_text()
+    found = re.search(
+        r"every one of its (\d+) run records \((\d+) VGG16, (\d+)\s+EfficientNetB0", readme
+    )
+    assert found, "the README's demo convergence sentence"
+    assert [int(v) for v in found.groups()] == [
+        len(runs),
+        counts["vgg16"],
+        counts["efficientnetb0"],
+    ]
+    assert runs.converged.all()
