@@ -503,6 +503,7 @@ def write_probe_figures(cka: pd.DataFrame, knn: pd.DataFrame, cka_png: str, knn_
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     sources = sorted(cka.source.unique()) if len(cka) else []
     fig, axes = plt.subplots(
@@ -513,6 +514,7 @@ def write_probe_figures(cka: pd.DataFrame, knn: pd.DataFrame, cka_png: str, knn_
             ax.plot(line.depth, line.cka, marker="o", label=f"{variant} seed {seed}")
         ax.set(title=source, xlabel="stage", ylabel="debiased CKA, source vs fine-tuned")
         ax.set_ylim(min(0.0, float(cka.cka.min()) - 0.05), 1.05)  # debiased CKA can dip below 0
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # stages are whole numbers
         ax.legend(fontsize=6)
     fig.tight_layout()
     with atomic_path(cka_png) as tmp:
@@ -525,6 +527,7 @@ def write_probe_figures(cka: pd.DataFrame, knn: pd.DataFrame, cka_png: str, knn_
             ax.plot(line.depth, line.accuracy, marker="o", label=source)
         ax.legend(fontsize=7)
     ax.set(xlabel="stage", ylabel="k-NN test accuracy (frozen)", title="k-NN probe")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     with atomic_path(knn_png) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

@@ -221,11 +221,17 @@ def marks_footnote(stats: pd.DataFrame, report: dict[str, Any]) -> str:
         seeds = sorted(set(stats["n_seeds"].astype(int)))
         note += (
             f" At these seeds ({'/'.join(map(str, seeds))}) the test finds a true difference "
-            f"with 80 % power only from about {np.median(detectable):.3f} AUC (median over the "
-            f"comparisons; {detectable.min():.3f} to {detectable.max():.3f}, before the "
-            "adjustment): a cell without a mark is not evidence of no difference."
+            f"with 80 % power only from about {_auc_difference(np.median(detectable))} (median "
+            f"over the comparisons; {_auc_difference(detectable.min())} to "
+            f"{_auc_difference(detectable.max())}, before the adjustment): a cell without a "
+            "mark is not evidence of no difference."
         )
     return note
+
+
+def _auc_difference(value: float) -> str:
+    """An AUC difference; beyond 1 none exists, so say that instead of a number."""
+    return f"{value:.3f} AUC" if value <= 1 else "more than any AUC difference (> 1)"
 
 
 def convergence_footnote(summary: pd.DataFrame) -> str:
