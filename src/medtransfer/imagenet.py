@@ -19,9 +19,9 @@ class WeightsUnavailable(RuntimeError):
 
 
 def uses_top(image_size: int, arch: str = DEFAULT_ARCHITECTURE) -> bool:
-    """Only VGG16 keeps its ImageNet dense layers (fc1, fc2), and only at 224 px input."""
-    spec = architecture(arch)
-    return spec.top is not None and spec.weights_file(image_size) is spec.top
+    """Whether the ImageNet classifier is kept: only where the architecture declares one
+    (VGG16's fc1/fc2 and softmax, EfficientNet-Lite0's softmax), and only at 224 px."""
+    return architecture(arch).top is not None and image_size == IMAGENET_SIZE
 
 
 def weights_file(image_size: int, arch: str = DEFAULT_ARCHITECTURE) -> WeightsFile:

@@ -157,7 +157,12 @@ def _orderings(n: int, rng: np.random.Generator) -> np.ndarray:
 
     if n <= EXACT_UP_TO:
         return np.array(list(permutations(range(n))))
-    return np.array([rng.permutation(n) for _ in range(N_PERMUTATIONS)])
+    return random_orderings(n, rng)
+
+
+def random_orderings(n: int, rng: np.random.Generator) -> np.ndarray:
+    """N_PERMUTATIONS random orderings of n items, one per row."""
+    return rng.permuted(np.tile(np.arange(n), (N_PERMUTATIONS, 1)), axis=1)
 
 
 def null_taus(scores: np.ndarray, gains: np.ndarray, orderings: np.ndarray) -> np.ndarray:
@@ -200,8 +205,7 @@ def pooled_rows(table: pd.DataFrame, pairs: dict, rng: np.random.Generator) -> l
         null = np.zeros(N_PERMUTATIONS)
         for target in defined.target:
             scores, gains = pairs[(target, estimator, kind)]
-            drawn = np.array([rng.permutation(len(gains)) for _ in range(N_PERMUTATIONS)])
-            null += null_taus(scores, gains, drawn)
+            null += null_taus(scores, gains, random_orderings(len(gains), rng))
         null /= len(defined)
         observed = float(defined.tau.mean())
         row.update(
