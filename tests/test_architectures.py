@@ -70,7 +70,7 @@ def test_below_the_minimum_size_is_a_config_error_naming_both(arch):
 @pytest.mark.parametrize("variant", ["all", "first", "last", "firstlast"])
 def test_freezing_trains_the_declared_stages_and_always_the_head(arch, variant):
     spec = architecture(arch)
-    model = with_new_head(build_network(arch, 32, 4, width=0.125), 3, 0.125, arch=arch)
+    model = with_new_head(build_network(arch, 32, 4, width=0.125), 3, arch=arch)
     set_trainable(model, variant, arch)
     last = spec.n_stages
     wanted = {"all": set(range(1, last + 1)), "first": {1}, "last": {last},
@@ -147,7 +147,7 @@ def test_frozen_batch_norm_keeps_its_statistics_and_runs_in_inference_mode(arch)
     their moving mean/variance, and must normalise with them during training."""
     spec = architecture(arch)
     keras.utils.set_random_seed(1)
-    model = with_new_head(build_network(arch, 32, 3), 3, 1.0, arch=arch)
+    model = with_new_head(build_network(arch, 32, 3), 3, arch=arch)
     set_trainable(model, "last", arch)
     bns = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
     frozen = next(la for la in bns if spec.stage_of(la.name) == 1)

@@ -32,6 +32,7 @@ def test_benchmark_command_prints_its_table(shared_data):
         "extract",
         "audit",
         "transferability",
+        "train",
     ]
 
 

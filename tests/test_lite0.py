@@ -101,7 +101,8 @@ def test_imagenet_lite0_recognises_the_sample_cats_and_dogs(shared_data):
 
 
 def test_a_weights_file_that_does_not_fit_names_the_layer_and_both_shapes(tmp_path):
-    from medtransfer.lite0 import build_lite0, keras_weights, load_weights, package_weights_path
+    from medtransfer.lite0 import build_lite0, keras_weights, package_weights_path
+    from medtransfer.pretrained import set_checked_weights
 
     state = read_state_dict(package_weights_path())
     state["_blocks.3._project_conv.weight"] = np.zeros((41, 144, 1, 1), np.float32)
@@ -109,7 +110,7 @@ def test_a_weights_file_that_does_not_fit_names_the_layer_and_both_shapes(tmp_pa
     with pytest.raises(
         ValueError, match=r"block3a_project_conv.*\(1, 1, 144, 40\).*\(1, 1, 144, 41\)"
     ):
-        load_weights(model, keras_weights(state, include_top=False), tmp_path / "w")
+        set_checked_weights(model, keras_weights(state, include_top=False), tmp_path / "w")
 
 
 def test_layer_names_follow_keras_efficientnet_stages():

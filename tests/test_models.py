@@ -80,10 +80,10 @@ def test_new_head_keeps_source_dense_weights_unless_asked():
     keras.utils.set_random_seed(0)
     source = build_vgg16(32, 8, width=0.125)
     fc2 = source.get_layer("fc2").get_weights()[0].copy()
-    kept = with_new_head(source, 3, 0.125)
+    kept = with_new_head(source, 3)
     assert np.array_equal(kept.get_layer("fc2").get_weights()[0], fc2)
     assert kept.output_shape == (None, 3)
-    fresh = with_new_head(build_vgg16(32, 8, width=0.125), 3, 0.125, random_dense=True)
+    fresh = with_new_head(build_vgg16(32, 8, width=0.125), 3, random_dense=True)
     assert fresh.get_layer("fc2").get_weights()[0].shape == fc2.shape
 
 

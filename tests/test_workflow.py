@@ -551,15 +551,30 @@ TWO_ARCHITECTURES = {
 }
 
 
+def with_lab_weights(data_root: Path) -> dict:
+    """TWO_ARCHITECTURES with 'lab', a pretrained entry: EfficientNet-Lite0's ImageNet weights
+    at 32 px saved by Keras as a lab's own file, so its runs must equal the 'imagenet' ones."""
+    from medtransfer.lite0 import imagenet_lite0
+
+    path = data_root / "lab.weights.h5"
+    imagenet_lite0(32).save_weights(path)
+    lite0 = {**SECOND_ARCHITECTURE, "sources": [*SECOND_ARCHITECTURE["sources"], "lab"]}
+    return {
+        "sources": [*TWO_ARCHITECTURES["sources"], "lab"],
+        "architectures": [TWO_ARCHITECTURES["architectures"][0], lite0],
+        "pretrained": {"lab": {"architecture": "efficientnet_lite0", "weights": str(path)}},
+    }
+
+
 @pytest.fixture(scope="module")
 def two_architectures(small_grid, shared_data, tmp_path_factory) -> Path:
-    """The small grid with EfficientNet-Lite0 from none and from ImageNet on the blood target
-    added: only its jobs run."""
+    """The small grid with EfficientNet-Lite0 from none, from ImageNet and from a pretrained
+    weights file on the blood target added: only its jobs run."""
     workdir = tmp_path_factory.mktemp("two_architectures") / "grid"
     shutil.copytree(small_grid, workdir, symlinks=True)
     vgg_runs = sorted((workdir / "results/vgg16/runs").rglob("*.json"))
     stamps = {path: path.stat().st_mtime_ns for path in vgg_runs}
-    config = write_config(workdir / "two.yaml", shared_data, **TWO_ARCHITECTURES)
+    config = write_config(workdir / "two.yaml", shared_data, **with_lab_weights(workdir))
     snakemake(workdir, config, "--cores", "2", timeout=900)
     assert {p: p.stat().st_mtime_ns for p in vgg_runs} == stamps, "a VGG16 run was redone"
     return workdir
@@ -568,8 +583,8 @@ def two_architectures(small_grid, shared_data, tmp_path_factory) -> Path:
 def test_second_architecture_writes_its_own_runs(two_architectures):
     """ImageNet's EfficientNet-Lite0, offline: FE and FT from its package's weights."""
     runs = sorted((two_architectures / "results/efficientnet_lite0/runs").rglob("seed*.json"))
-    # blood x (none, imagenet) x (fe-svm, ft-svm) x 2 seeds
-    assert len(runs) == 8
+    # blood x (none, imagenet, lab) x (fe-svm, ft-svm) x 2 seeds
+    assert len(runs) == 12
     for path in runs:
         run = json.loads(path.read_text())
         assert run["architecture"] == "efficientnet_lite0" and run["target"] == "blood"
@@ -583,11 +598,25 @@ def test_second_architecture_writes_its_own_runs(two_architectures):
     assert filters.is_file()
 
 
+def test_a_pretrained_weights_file_runs_fe_and_ft_end_to_end(two_architectures):
+    """'lab' holds ImageNet's weights in a Keras file: its FE and FT runs equal ImageNet's."""
+    runs = two_architectures / "results/efficientnet_lite0/runs/blood"
+    for method in ("fe-svm", "ft-svm"):
+        for seed in ("seed0", "seed1"):
+            lab = json.loads((runs / f"lab/{method}/{seed}.json").read_text())
+            imagenet = json.loads((runs / f"imagenet/{method}/{seed}.json").read_text())
+            assert lab["source"] == "lab" and lab["architecture"] == "efficientnet_lite0"
+            assert lab["test_scores"] == imagenet["test_scores"], (method, seed)
+    table = pd.read_csv(two_architectures / "results/efficientnet_lite0/table2.csv")
+    assert "lab" in set(table.source)
+
+
 def test_cross_architecture_table_is_recomputed_from_the_runs(two_architectures):
     gains = pd.read_csv(two_architectures / "results/architectures.csv")
     assert set(zip(gains.architecture, gains.source, strict=True)) == {
         ("vgg16", "natural"),
         ("efficientnet_lite0", "imagenet"),
+        ("efficientnet_lite0", "lab"),
     }
 
     def mean_auc(arch, target, source):

@@ -108,6 +108,7 @@ def check_config(config: dict[str, Any]) -> None:
                 f"tasks.{task}.classes: a classification task needs at least 2 classes, "
                 f"got {list(classes)}"
             )
+    _check_pretrained(config)
     for task in [*config["targets"], *trained_sources(config)]:
         if task not in tasks:
             raise ConfigError(
@@ -137,6 +138,12 @@ def _check_adaptive(config: dict[str, Any]) -> None:
             f"adaptive.estimator: {estimator} is not among transferability.estimators "
             f"({', '.join(computed)})"
         )
+    if estimator in ("leep", "nce") and pretrained_sources(config):
+        raise ConfigError(
+            f"adaptive.estimator: {estimator} needs each source's own softmax; pretrained "
+            f"sources ({', '.join(pretrained_sources(config))}) have none: use logme, "
+            "hscore, gbc or nleep"
+        )
     if estimator in ("leep", "nce") and IMAGENET in config["sources"]:
         archs = {a if isinstance(a, str) else a["name"] for a in config.get("architectures", [])}
         if config["image_size"] != 224 or archs - {"vgg16", "efficientnet_lite0"}:
@@ -153,11 +160,17 @@ GRID_KEYS = ("sources", "targets", "methods", "seeds")
 def architecture_grids(config: dict[str, Any]) -> dict[str, dict[str, list]]:
     """{architecture: its sources, targets, methods and seeds}: the config's lists, or the
     subsets an `architectures` entry names (a second network on part of the grid)."""
+    pretrained = config.get("pretrained") or {}
     grids = {}
     for entry in config.get("architectures") or [DEFAULT_ARCHITECTURE]:
         if isinstance(entry, str):
             entry = {"name": entry}
-        grids[entry["name"]] = {key: list(entry.get(key, config[key])) for key in GRID_KEYS}
+        grid = {key: list(entry.get(key, config[key])) for key in GRID_KEYS}
+        # a pretrained source belongs to the network its weights were made for
+        grid["sources"] = [s for s in grid["sources"]
+                           if s not in pretrained
+                           or pretrained[s]["architecture"] == entry["name"]]  # fmt: skip
+        grids[entry["name"]] = grid
     return grids
 
 
@@ -226,8 +239,36 @@ def _check_groups(name: str, spec: dict[str, Any]) -> None:
 
 
 def trained_sources(config: dict[str, Any]) -> list[str]:
-    """Sources that are VGG16 networks trained from scratch on a task of the config."""
-    return [s for s in config["sources"] if s not in SPECIAL_SOURCES]
+    """Sources that are networks trained from scratch here on a task of the config."""
+    pretrained = config.get("pretrained") or {}
+    return [s for s in config["sources"] if s not in SPECIAL_SOURCES and s not in pretrained]
+
+
+def pretrained_sources(config: dict[str, Any], arch: str | None = None) -> list[str]:
+    """Sources of the `pretrained` section (of one architecture, if given)."""
+    pretrained = config.get("pretrained") or {}
+    return [s for s in config["sources"] if s in pretrained
+            and arch in (None, pretrained[s]["architecture"])]  # fmt: skip
+
+
+def _check_pretrained(config: dict[str, Any]) -> None:
+    """Each pretrained entry names a known architecture, one that the grid runs where the
+    entry is among the sources, and a name no task or built-in source has."""
+    archs = list(architecture_grids(config))
+    for name, entry in (config.get("pretrained") or {}).items():
+        where = f"pretrained.{name}"
+        if name in SPECIAL_SOURCES or name in config["tasks"]:
+            raise ConfigError(f"{where}: the name is taken by a built-in source or a task")
+        architecture_spec(entry["architecture"])
+        if name in config["sources"] and entry["architecture"] not in archs:
+            raise ConfigError(
+                f"{where}.architecture: {entry['architecture']} is not among the grid's "
+                f"architectures ({', '.join(archs)}); add it there to run this source"
+            )
+        if entry.get("preprocessing") and entry["weights"].endswith(".keras"):
+            raise ConfigError(
+                f"{where}.preprocessing: a .keras model carries its own preprocessing"
+            )
 
 
 def same_data(config: dict[str, Any], source: str, target: str) -> bool:

@@ -25,6 +25,7 @@ import numpy as np
 from keras import layers
 
 from .legacy_torch import read_state_dict
+from .pretrained import set_checked_weights
 
 BLOCKS = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
           (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))  # fmt: skip
@@ -141,23 +142,5 @@ def imagenet_lite0(image_size: int, weights_path: str | Path | None = None) -> k
     path = Path(weights_path) if weights_path else package_weights_path()
     include_top = image_size == 224
     model = build_lite0(image_size, 1000 if include_top else None)
-    load_weights(model, keras_weights(read_state_dict(path), include_top), path)
+    set_checked_weights(model, keras_weights(read_state_dict(path), include_top), path)
     return model
-
-
-def load_weights(model: keras.Model, weights: dict[str, list[np.ndarray]], path: Path) -> None:
-    """Set each layer's weights, after checking that every shape fits (a mismatch names the
-    first layer and both shapes)."""
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        given = weights.get(layer.name)
-        if given is None:
-            raise ValueError(f"{path}: no weights for layer {layer.name}")
-        for variable, value in zip(layer.weights, given, strict=True):
-            if tuple(variable.shape) != value.shape:
-                raise ValueError(
-                    f"{path}: layer {layer.name}'s {variable.name} has shape "
-                    f"{tuple(variable.shape)} in the network but {value.shape} in the file"
-                )
-        layer.set_weights(given)

@@ -53,7 +53,20 @@ class TorchPreprocess(layers.Layer):
         return (x - mean) / keras.ops.convert_to_tensor(IMAGENET_STD, dtype=self.compute_dtype)
 
 
-PREPROCESSING = {"caffe": CaffePreprocess, "torch": TorchPreprocess}
+@keras.saving.register_keras_serializable(package="medtransfer")
+class CaffeRescaledPreprocess(CaffePreprocess):
+    """caffe, then divided by 255: what RadImageNet's published training code feeds its
+    networks (ImageDataGenerator applies preprocess_input before rescale=1/255)."""
+
+    def call(self, inputs):
+        return super().call(inputs) / 255.0
+
+
+PREPROCESSING = {
+    "caffe": CaffePreprocess,
+    "torch": TorchPreprocess,
+    "radimagenet": CaffeRescaledPreprocess,
+}
 
 
 def scaled(units: int, width: float) -> int:
@@ -98,17 +111,22 @@ def imagenet_vgg16(weights_path: str | Path, image_size: int) -> keras.Model:
     At 224 px it keeps fc1/fc2; at other sizes the dense layers cannot be used, so the
     features are the globally average-pooled block5 output (`block5_gap`).
     """
-    top = uses_top(image_size)
+    return _applications_vgg16(image_size, uses_top(image_size), str(weights_path))
+
+
+def _applications_vgg16(
+    image_size: int, top: bool, weights: str | None, preprocessing: str = "caffe"
+) -> keras.Model:
     base = keras.applications.VGG16(
-        weights=str(weights_path), include_top=top, input_shape=(image_size, image_size, 3)
+        weights=weights, include_top=top, input_shape=(image_size, image_size, 3)
     )
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = CaffePreprocess(name="preprocess", dtype="float32")(inputs)
+    x = PREPROCESSING[preprocessing](name="preprocess", dtype="float32")(inputs)
     for layer in base.layers[1:]:
         x = layer(x)
     if not top:
         x = layers.GlobalAveragePooling2D(name=POOLED_LAYER)(x)
-    return keras.Model(inputs, x, name="vgg16_imagenet")
+    return keras.Model(inputs, x, name="vgg16_imagenet" if weights else "vgg16_pretrained")
 
 
 def check_size(arch: Architecture, image_size: int) -> None:
@@ -118,13 +136,17 @@ def check_size(arch: Architecture, image_size: int) -> None:
         )
 
 
-def keras_body(arch: Architecture, image_size: int, weights: str | None) -> keras.Model:
+def keras_body(
+    arch: Architecture, image_size: int, weights: str | None, preprocessing: str | None = None
+) -> keras.Model:
     """A Keras application without its classifier, globally average-pooled, with the family's
-    ImageNet preprocessing inside: one flat model whose layers carry Keras' own names."""
+    ImageNet preprocessing (or the one named) inside: one flat model whose layers carry
+    Keras' own names."""
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = inputs
-    if arch.preprocessing in PREPROCESSING:
-        x = PREPROCESSING[arch.preprocessing](name="preprocess", dtype="float32")(x)
+    preprocessing = preprocessing or arch.preprocessing
+    if preprocessing in PREPROCESSING:
+        x = PREPROCESSING[preprocessing](name="preprocess", dtype="float32")(x)
     body = getattr(keras.applications, arch.keras_name)(
         weights=weights, include_top=False, input_tensor=x, pooling="avg"
     )
@@ -176,8 +198,29 @@ def imagenet_network(arch: str, weights_path: str | Path, image_size: int) -> ke
     return keras_body(spec, image_size, str(weights_path))
 
 
+def pretrained_body(arch: str, image_size: int, preprocessing: str | None) -> keras.Model:
+    """The architecture's pooled-feature network at random init, for weights from a file
+    (`pretrained`), with the input scaling those weights were trained with."""
+    spec = architecture(arch)
+    check_size(spec, image_size)
+    if preprocessing and spec.preprocessing not in PREPROCESSING:
+        raise ConfigError(
+            f"preprocessing: {arch} scales its inputs inside Keras' own layers; a pretrained "
+            f"{arch} cannot take another preprocessing ({preprocessing})"
+        )
+    if spec.name == "vgg16":
+        return _applications_vgg16(image_size, False, None, preprocessing or "caffe")
+    if spec.builder == "medtransfer":
+        from .lite0 import build_lite0
+
+        return build_lite0(image_size)
+    return keras_body(spec, image_size, None, preprocessing)
+
+
 def load_source(path: str | Path, image_size: int) -> keras.Model:
     """A saved source network, loaded safely, checked against the configured input size."""
+    from . import lite0  # noqa: F401  (registers LiteNormalize, which Lite0 models hold)
+
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
     found = model.input_shape[1]
     if found != image_size:
@@ -242,15 +285,15 @@ def _predictions(x, n_classes: int):
 def with_new_head(
     model: keras.Model,
     n_classes: int,
-    width: float,
     random_dense: bool = False,
     arch: str = DEFAULT_ARCHITECTURE,
 ) -> keras.Model:
     """The source network with a fresh softmax for the target's classes.
 
     By default VGG16's fc1/fc2 keep the source's learned weights; `random_dense`
-    re-initialises them (Pal's comparison of random vs learned dense weights). The other
-    architectures have no dense layers: the softmax sits on their pooled features.
+    re-initialises them, as wide as the source's own (Pal's comparison of random vs learned
+    dense weights). The other architectures have no dense layers: the softmax sits on their
+    pooled features.
     """
     spec = architecture(arch)
     if not spec.has_dense_head:
@@ -259,19 +302,12 @@ def with_new_head(
         pooled = model.get_layer(spec.feature_layer).output
         return keras.Model(model.input, _predictions(pooled, n_classes), name=f"{arch}_finetune")
     names = [layer.name for layer in model.layers]
-    if "fc2" in names and not random_dense:
-        return keras.Model(
-            model.input,
-            _head(model.get_layer("fc2").output, n_classes, width, dense=False),
-            name="vgg16_finetune",
-        )
-    if "fc2" in names:
+    if "fc2" in names and random_dense:
+        width = model.get_layer("fc1").units / DENSE_UNITS
         body = model.get_layer("block5_pool").output
         return keras.Model(model.input, _head(body, n_classes, width), name="vgg16_finetune")
-    pooled = model.get_layer(POOLED_LAYER).output
-    return keras.Model(
-        model.input, _head(pooled, n_classes, width, dense=False), name="vgg16_finetune"
-    )
+    top = model.get_layer("fc2" if "fc2" in names else POOLED_LAYER).output
+    return keras.Model(model.input, _predictions(top, n_classes), name="vgg16_finetune")
 
 
 def trainable_stages(variant: str, n_stages: int) -> set[int] | None:

@@ -30,8 +30,13 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite: no weights from this run can be trusted."""
 
 
-class BatchSequence(keras.utils.PyDataset):
-    """Batches of a memory-mapped uint8 array, shuffled per epoch from (seed, epoch)."""
+class BatchSequence:
+    """Batches of a memory-mapped uint8 array, shuffled per epoch from (seed, epoch).
+
+    Fed batch by batch to the compiled train and test steps (`run_epoch`), not through
+    `model.fit`: Keras wraps a Python dataset in a new tf.data pipeline on every `fit` call,
+    which made the loop 1.3x slower than bare `fit` on arrays, and more on a busy machine
+    (benchmarks/README.md, "train")."""
 
     def __init__(
         self,
@@ -43,7 +48,6 @@ class BatchSequence(keras.utils.PyDataset):
         seed: int | None = None,
         epoch: int = 0,
     ):
-        super().__init__()
         rows = np.asarray(rows)
         if seed is not None:
             rows = np.random.default_rng([seed, epoch]).permutation(rows)
@@ -54,6 +58,8 @@ class BatchSequence(keras.utils.PyDataset):
         return int(np.ceil(len(self.rows) / self.batch_size))
 
     def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(index)
         rows = self.rows[index * self.batch_size : (index + 1) * self.batch_size]
         ordered = np.sort(rows)  # memmap reads go forward; the batch's order does not matter
         x = np.asarray(self.images[ordered], dtype=np.float32)
@@ -61,6 +67,22 @@ class BatchSequence(keras.utils.PyDataset):
         if self.sample_weights is None:
             return x, y
         return x, y, self.sample_weights[y]
+
+
+def run_epoch(model: keras.Model, batches: BatchSequence, training: bool) -> tuple[float, float]:
+    """One pass of the compiled train (or test) step over every batch; returns the epoch's
+    loss and accuracy as `fit` reports them: per-batch values averaged with the batch sizes
+    (accuracy with the sample weights, where there are any)."""
+    step = model.train_on_batch if training else model.test_on_batch
+    loss_sum = accuracy_sum = weight_sum = 0.0
+    for batch in batches:
+        x, y, *weights = batch
+        logs = step(x, y, sample_weight=weights[0] if weights else None, return_dict=True)
+        loss_sum += float(logs["loss"]) * len(y)
+        batch_weight = float(np.sum(weights[0])) if weights else float(len(y))
+        accuracy_sum += float(logs["accuracy"]) * batch_weight
+        weight_sum += batch_weight
+    return loss_sum / len(batches.rows), accuracy_sum / weight_sum
 
 
 @dataclass
@@ -198,12 +220,12 @@ def train(
         epoch = state.next_epoch
         train_data = BatchSequence(images, labels, split["train"], batch, weights, seed, epoch)
         reseed_for_epoch(model, seed, epoch)
-        fit = model.fit(train_data, epochs=1, verbose=0, shuffle=False)
-        val_loss, val_acc = model.evaluate(val_data, verbose=0)
+        loss, accuracy = run_epoch(model, train_data, training=True)
+        val_loss, val_acc = run_epoch(model, val_data, training=False)
         record = {
             "epoch": epoch + 1,
-            "loss": float(fit.history["loss"][0]),
-            "accuracy": float(fit.history["accuracy"][0]),
+            "loss": loss,
+            "accuracy": accuracy,
             "val_loss": float(val_loss),
             "val_accuracy": float(val_acc),
         }

@@ -1,6 +1,7 @@
 # Config validation, wildcard constraints, path patterns and input functions (get_*).
 
 import json
+import os
 import re
 
 from snakemake.utils import validate
@@ -22,6 +23,8 @@ SIZE = config["image_size"]
 
 TASKS = list(config["tasks"])
 TRAINED_SOURCES = mtc.trained_sources(config)
+# Networks pretrained elsewhere (the `pretrained` section) that the grid uses
+PRETRAINED = mtc.pretrained_sources(config)
 # The networks of the grid, each with the part of the grid it runs (all of it by default).
 ARCH_GRIDS = mtc.architecture_grids(config)
 ARCHS = list(ARCH_GRIDS)
@@ -61,8 +64,9 @@ wildcard_constraints:
     dataset=alternatives(config["datasets"]),
     task=alternatives(TASKS),
     target=alternatives(TASKS),
-    source=alternatives([*TASKS, *mtc.SPECIAL_SOURCES]),
+    source=alternatives([*TASKS, *mtc.SPECIAL_SOURCES, *PRETRAINED]),
     trained=alternatives(TRAINED_SOURCES),
+    pretrained=alternatives(PRETRAINED),
     arch=alternatives(ARCHS),
     method=r"[a-z0-9]+(-[a-z0-9]+)*",
     variant=r"(all|last|first|firstlast)(-randhead)?",
@@ -117,16 +121,33 @@ def benchfile(rule_name, pattern):
 
 
 def grid_downloads():
-    """{path under data_root: (dataset, download entry)} of the datasets the grid reads that
-    say where their files come from."""
+    """{path under data_root: (dataset or pretrained source, download entry)} of the
+    datasets and pretrained weights the grid reads that say where their files come from.
+    """
     used = {
         config["tasks"][t]["dataset"] for t in [*config["targets"], *TRAINED_SOURCES]
     }
-    return {
+    datasets = {
         spec["path"]: (name, spec["download"])
         for name, spec in config["datasets"].items()
         if "download" in spec and name in used
     }
+    weights = {
+        config["pretrained"][name]["weights"]: (
+            name,
+            config["pretrained"][name]["download"],
+        )
+        for name in PRETRAINED
+        if "download" in config["pretrained"][name]
+        and not os.path.isabs(config["pretrained"][name]["weights"])
+    }
+    return {**datasets, **weights}
+
+
+def pretrained_weights(wildcards):
+    """A pretrained source's weights file: relative to data_root unless absolute."""
+    weights = config["pretrained"][wildcards.pretrained]["weights"]
+    return weights if os.path.isabs(weights) else f"{DATA_ROOT}/{weights}"
 
 
 DATA_ROOT = config["data_root"].rstrip("/")
@@ -372,7 +393,8 @@ def similarity_pairs(arch):
 
 
 def source_infos(arch):
-    """source.json of each trained source; None for ImageNet (its size is known)."""
+    """source.json of each trained source; None for ImageNet (its size is known). A
+    pretrained source's training data are not known here: it has none."""
     return {
         source: (
             None
@@ -380,7 +402,7 @@ def source_infos(arch):
             else SOURCE_DIR.format(arch=arch, source=source) + "source.json"
         )
         for source in SOURCES_OF[arch]
-        if source != mtc.NO_SOURCE
+        if source != mtc.NO_SOURCE and source not in PRETRAINED
     }
 
 

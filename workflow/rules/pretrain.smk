@@ -50,3 +50,25 @@ rule fetch_imagenet:
         weights_dir=config["imagenet"]["weights_dir"],
     script:
         "../scripts/fetch_imagenet.py"
+
+
+rule pretrained:
+    """A network pretrained elsewhere (the config's `pretrained` section): its file checked
+    against the checksum and, layer by layer, against the architecture, then saved as the
+    source network, before any job trains on it."""
+    input:
+        pretrained_weights,
+    output:
+        SOURCE_MODEL.replace("{source}", "{pretrained}"),
+    log:
+        logfile("pretrained", "{arch}/{pretrained}"),
+    benchmark:
+        benchfile("pretrained", "{arch}/{pretrained}")
+    conda:
+        ENV
+    params:
+        entry=lambda w: config["pretrained"][w.pretrained],
+        image_size=SIZE,
+        keras_backend=config["keras_backend"],
+    script:
+        "../scripts/pretrained.py"

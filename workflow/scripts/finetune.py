@@ -14,7 +14,6 @@ with job_logging(snakemake, skip_teardown=True) as log:
     import keras
     import pandas as pd
 
-    from medtransfer.config import IMAGENET
     from medtransfer.data import load_prepared
     from medtransfer.io import read_json, save_npy, write_json, write_text
     from medtransfer.models import (
@@ -35,11 +34,7 @@ with job_logging(snakemake, skip_teardown=True) as log:
     source_path = snakemake.input.get("source") or None
     source = source_network(w.source, source_path, images.shape[1], width, seed, arch)
     model = with_new_head(
-        source,
-        len(meta["classes"]),
-        1.0 if w.source == IMAGENET else width,  # ImageNet's dense layers are full width
-        random_dense=w.variant.endswith("-randhead"),
-        arch=arch,
+        source, len(meta["classes"]), random_dense=w.variant.endswith("-randhead"), arch=arch
     )
     set_trainable(model, w.variant, arch)
     phase("model")

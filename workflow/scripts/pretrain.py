@@ -15,7 +15,13 @@ with job_logging(snakemake, skip_teardown=True) as log:
     from medtransfer.data import load_prepared
     from medtransfer.io import read_json, save_npy, write_json, write_text
     from medtransfer.models import build_network, sample_features, save_model
-    from medtransfer.training import history_csv, remove_checkpoint, train, validation_batches
+    from medtransfer.training import (
+        history_csv,
+        remove_checkpoint,
+        run_epoch,
+        train,
+        validation_batches,
+    )
 
     images, meta = load_prepared(snakemake.input.images, snakemake.input.meta)
     labels = meta["labels"]
@@ -25,7 +31,7 @@ with job_logging(snakemake, skip_teardown=True) as log:
     phase("model")
     model, state = train(model, images, labels, split, p.training, p.seed, p.checkpoint_dir)
     val_data = validation_batches(images, labels, split, p.training["batch_size"])
-    _, val_accuracy = model.evaluate(val_data, verbose=0)
+    _, val_accuracy = run_epoch(model, val_data, training=False)
     log.info(
         "%s source %s: val accuracy %.4f after %d epochs (best %d)",
         arch,
