@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -170,6 +171,30 @@ def test_changed_settings_rerun_exactly_what_reads_them(small_grid, shared_data)
     assert set(counts) == {"table2", "figure", "structural", "analyse", "target_report",
                            "learning_curve", "primary", "transferability", "probes",
                            "all"}  # fmt: skip
+
+
+def test_another_spelling_of_data_root_reruns_nothing(small_grid, shared_data):
+    """Relative instead of absolute, with a trailing slash: the same folder, no job."""
+    config = yaml.safe_load((small_grid / "config.yaml").read_text())
+    config["data_root"] = os.path.relpath(shared_data, small_grid) + "/"
+    respelled = small_grid / "respelled.yaml"
+    respelled.write_text(yaml.safe_dump(config))
+    result = snakemake(small_grid, respelled, "-n", "--cores", "2")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_a_missing_data_root_stops_before_any_job_and_deletes_nothing(small_grid):
+    before = sorted(str(p) for p in (small_grid / "results").rglob("*"))
+    config = yaml.safe_load((small_grid / "config.yaml").read_text())
+    config["data_root"] = str(small_grid / "no_such_folder")
+    missing = small_grid / "missing.yaml"
+    missing.write_text(yaml.safe_dump(config))
+    result = snakemake(small_grid, missing, "--cores", "2", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{small_grid / 'no_such_folder'}' is not a folder" in output
+    assert f"datasets.isic_archive.path: {small_grid / 'no_such_folder'}/isic" in output
+    assert sorted(str(p) for p in (small_grid / "results").rglob("*")) == before
 
 
 def test_second_run_schedules_nothing(small_grid):
@@ -477,6 +502,22 @@ PAPER_CONFIG_JOBS = {
 }
 
 
+def placeholder_data(config_file: Path, root: Path) -> Path:
+    """Empty stand-ins for the dataset paths of a config that no download provides (the
+    plan checks that they exist)."""
+    config = yaml.safe_load(config_file.read_text())
+    for spec in config["datasets"].values():
+        if "download" in spec:
+            continue
+        path = root / spec["path"]
+        if path.suffix:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+    return root
+
+
 @pytest.fixture(scope="module")
 def paper_dry_runs(tmp_path_factory) -> dict[str, str]:
     """The dry-run output of each paper config (they need GPUs and full downloads)."""
@@ -484,7 +525,10 @@ def paper_dry_runs(tmp_path_factory) -> dict[str, str]:
     for name in PAPER_CONFIG_JOBS:
         workdir = tmp_path_factory.mktemp(name)
         config = REPO / "config" / f"{name}.yaml"
-        runs[name] = snakemake(workdir, config, "-n", "--cores", "8").stdout
+        data = placeholder_data(config, workdir / "data")
+        runs[name] = snakemake(
+            workdir, config, "-n", "--cores", "8", "--config", f"data_root={data}"
+        ).stdout
     return runs
 
 

@@ -16,6 +16,7 @@ from .architectures import DEFAULT_ARCHITECTURE, UnknownArchitecture, architectu
 NO_SOURCE = "none"
 IMAGENET = "imagenet"
 SPECIAL_SOURCES = (NO_SOURCE, IMAGENET)
+DATA_ROOT_VARIABLE = "MEDTRANSFER_DATA_ROOT"  # data_root where no config or --config sets it
 MIN_IMAGE_SIZE = 32
 
 FEATURE_CLASSIFIERS = ("svm", "logreg", "mlp1", "mlp2")
@@ -236,6 +237,37 @@ def _check_groups(name: str, spec: dict[str, Any]) -> None:
                 "it needs exactly one (the part of the path that names the patient, lesion "
                 "or photo)"
             )
+
+
+def check_data_present(
+    config: dict[str, Any],
+    data_root: str,
+    trained: list[str],
+    pretrained: list[str],
+    downloads: dict[str, Any],
+) -> None:
+    """Every dataset and weights file the grid reads is in place or has a `download:`;
+    else one error lists each missing one with its path."""
+    root = Path(data_root)
+    used = {config["tasks"][t]["dataset"] for t in [*config["targets"], *trained]}
+    wanted = [(f"datasets.{name}.path", config["datasets"][name]["path"]) for name in sorted(used)]
+    wanted += [(f"pretrained.{name}.weights", config["pretrained"][name]["weights"])
+               for name in pretrained]  # fmt: skip
+    missing = [f"  {key}: {root / path} does not exist" for key, path in wanted
+               if path not in downloads and not (root / path).exists()]  # fmt: skip
+    if missing:
+        hint = (
+            f"data_root {config['data_root']!r} is not a folder; "
+            if not root.is_dir()
+            else ""
+        )
+        raise ConfigError(
+            f"{hint}the grid reads data that are not there (nothing was run or deleted):\n"
+            + "\n".join(missing)
+            + f"\nSet data_root (--config data_root=FOLDER, after the targets, or "
+            f"${DATA_ROOT_VARIABLE}) to the folder that holds them, or give the dataset a "
+            "download: entry (README: Datasets)."
+        )
 
 
 def trained_sources(config: dict[str, Any]) -> list[str]:

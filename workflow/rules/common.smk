@@ -16,6 +16,10 @@ from medtransfer.download import lands_as_folder
 ENV = "../../envs/medtransfer.yaml"
 
 
+# Where the data lie is the machine's business, not the grid's: the config files leave
+# data_root out; --config data_root=... or $MEDTRANSFER_DATA_ROOT (set once) say it.
+if "data_root" not in config:
+    config["data_root"] = os.environ.get(mtc.DATA_ROOT_VARIABLE, "data")
 validate(config, "../schemas/config.schema.yaml")
 mtc.check_config(config)
 
@@ -150,10 +154,15 @@ def pretrained_weights(wildcards):
     return weights if os.path.isabs(weights) else f"{DATA_ROOT}/{weights}"
 
 
-DATA_ROOT = config["data_root"].rstrip("/")
+# One spelling of the folder (relative or absolute, trailing slash, through a link): another
+# spelling of the same folder changes no job's params, so nothing reruns.
+DATA_ROOT = os.path.realpath(config["data_root"])
 DOWNLOADS = grid_downloads()
 DOWNLOAD_FOLDERS = [p for p, (_, d) in DOWNLOADS.items() if lands_as_folder(d)]
 DOWNLOAD_FILES = [p for p in DOWNLOADS if p not in DOWNLOAD_FOLDERS]
+# A folder that is not there stops the plan before any job: otherwise Snakemake would see
+# changed params, delete the prepared data and only then fail for lack of images.
+mtc.check_data_present(config, DATA_ROOT, TRAINED_SOURCES, PRETRAINED, DOWNLOADS)
 
 
 def get_downloaded(wildcards):

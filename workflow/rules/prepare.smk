@@ -16,7 +16,7 @@ rule prepare:
     params:
         dataset=lambda w: config["datasets"][w.dataset],
         tasks=lambda w: tasks_of(w.dataset),
-        data_root=config["data_root"],
+        data_root=DATA_ROOT,
         max_bad_fraction=config["prepare"]["max_bad_fraction"],
     script:
         "../scripts/prepare.py"
