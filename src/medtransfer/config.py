@@ -256,11 +256,7 @@ def check_data_present(
     missing = [f"  {key}: {root / path} does not exist" for key, path in wanted
                if path not in downloads and not (root / path).exists()]  # fmt: skip
     if missing:
-        hint = (
-            f"data_root {config['data_root']!r} is not a folder; "
-            if not root.is_dir()
-            else ""
-        )
+        hint = f"data_root {config['data_root']!r} is not a folder; " if not root.is_dir() else ""
         raise ConfigError(
             f"{hint}the grid reads data that are not there (nothing was run or deleted):\n"
             + "\n".join(missing)
