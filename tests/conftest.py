@@ -58,8 +58,9 @@ NATURAL_IMAGES_COUNTS = {
 def snakemake_command(workdir: Path, configfile: Path | None, *args: str) -> list[str]:
     """The command line that runs this checkout's workflow in `workdir`."""
     config = ["--configfile", str(configfile)] if configfile else []
+    # --configfile and --config take every word after them: targets go before
     return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d",
-            str(workdir), *config, *args]  # fmt: skip
+            str(workdir), *args, *config]  # fmt: skip
 
 
 def snakemake(

@@ -197,6 +197,13 @@ def test_a_missing_data_root_stops_before_any_job_and_deletes_nothing(small_grid
     assert sorted(str(p) for p in (small_grid / "results").rglob("*")) == before
 
 
+def test_the_table_alone_needs_no_flags(small_grid):
+    """`snakemake results/table2.csv` as the README writes it: the default workflow
+    profile gives the cores."""
+    result = snakemake(small_grid, small_grid / "config.yaml", "results/table2.csv")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
 def test_second_run_schedules_nothing(small_grid):
     result = snakemake(small_grid, small_grid / "config.yaml", "-n", "--cores", "2")
     assert "Nothing to be done" in result.stdout + result.stderr
