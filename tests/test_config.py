@@ -114,4 +114,7 @@ def test_workflow_fails_before_any_job_on_a_misspelled_key(tmp_path, shared_data
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "sedes" in output and "was unexpected" in output
+    assert "allowed keys there:" in output and "seeds" in output
+    # the key, the complaint, the allowed keys: a few lines, not the whole schema
+    assert len(output.strip().splitlines()) < 20, output
     assert not Path(tmp_path / "results").exists()

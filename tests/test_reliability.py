@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import snakemake, snakemake_command, write_config
 
@@ -92,3 +93,37 @@ def test_config_that_is_not_yaml_fails_naming_the_file(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "config.yaml is not valid YAML" in result.stdout + result.stderr
+
+
+def test_a_failed_jobs_own_message_reaches_the_console(tmp_path):
+    """A labels file without the configured column: the reason is on Snakemake's console
+    output, not only in the job's log."""
+    folder = tmp_path / "data" / "lesions"
+    folder.mkdir(parents=True)
+    (folder / "metadata.csv").write_text("isic_id,diagnosis\nISIC_1,nevus\n")
+    config = {
+        "image_size": 32,
+        "datasets": {
+            "lesions": {
+                "adapter": "csv",
+                "path": "lesions",
+                "labels_csv": "metadata.csv",
+                "label": "benign_malignant",
+                "filename": "{isic_id}.jpg",
+            }
+        },  # fmt: skip
+        "tasks": {"isic": {"dataset": "lesions"}},
+        "sources": ["none"],
+        "targets": ["isic"],
+        "methods": ["fe-svm"],
+        "seeds": [0],
+        "data_root": str(tmp_path / "data"),
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = snakemake_command(tmp_path, path, "--cores", "1", "--workflow-profile", "none")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    console = result.stdout + result.stderr
+    assert "medtransfer: rule prepare (dataset=lesions, size=32) failed: DataError:" in console
+    assert "benign_malignant" in console.split("medtransfer: rule prepare", 1)[1].split("\n")[0]

@@ -77,13 +77,30 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 def validate_schema(config: dict[str, Any], schema_path: str | Path) -> None:
     """JSON-schema validation that fills defaults, as snakemake.utils.validate does (the
-    workflow's schema is workflow/schemas/config.schema.yaml)."""
+    workflow's schema is workflow/schemas/config.schema.yaml). A violation is told in a few
+    lines (the key, what is wrong, what is allowed), not with the whole schema."""
+    import jsonschema
     from snakemake.utils import validate
 
-    try:
-        validate(config, str(schema_path), set_default=True)
-    except Exception as error:  # snakemake wraps jsonschema's error in WorkflowError
-        raise ConfigError(str(error)) from error
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    errors = jsonschema.Draft202012Validator(schema).iter_errors(config)
+    worst = jsonschema.exceptions.best_match(errors)
+    if worst is not None:
+        raise ConfigError(schema_message(worst))
+    validate(config, str(schema_path), set_default=True)
+
+
+def schema_message(error) -> str:
+    """One schema violation: where, what, and the keys or values allowed there."""
+    where = ".".join(str(part) for part in error.absolute_path) or "the config's top level"
+    message = f"config error at {where}: {error.message}"
+    allowed = error.schema.get("properties") if error.validator == "additionalProperties" else None
+    if allowed:
+        message += f"\nallowed keys there: {', '.join(sorted(allowed))}"
+    description = error.schema.get("description")
+    if description and error.validator != "additionalProperties":
+        message += f"\n{where}: {' '.join(str(description).split())}"
+    return message
 
 
 def check_config(config: dict[str, Any]) -> None:

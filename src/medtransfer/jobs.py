@@ -54,6 +54,16 @@ def phase(name: str) -> None:
     PHASES.mark(name)
 
 
+def failure_line(smk: Any, error: BaseException, log_path: str) -> str:
+    """What a failed job says on the console: the rule, its wildcards, the error's own
+    message (the reason, which names the file, key or class) and where the traceback is."""
+    wildcards = ", ".join(f"{k}={v}" for k, v in dict(smk.wildcards).items())
+    return (
+        f"medtransfer: rule {smk.rule} ({wildcards}) failed: {type(error).__name__}: {error}\n"
+        f"  (traceback in {log_path})\n"
+    )
+
+
 @contextlib.contextmanager
 def job_logging(smk: Any, skip_teardown: bool = False) -> Iterator[logging.Logger]:
     """Route stderr and the logging module to the job's log file for the job's lifetime.
@@ -62,7 +72,10 @@ def job_logging(smk: Any, skip_teardown: bool = False) -> Iterator[logging.Logge
     all written (atomically) by then, and tearing TensorFlow down takes another 1.7 s per job
     (measured: benchmarks/README.md) that no output depends on."""
     log_path = smk.log[0] if smk.log else None
+    console = None
     if log_path:
+        # the console keeps one line of a failure: Snakemake itself says only "Error in rule"
+        console = os.fdopen(os.dup(2), "w", buffering=1)
         os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
         handle = open(log_path, "a", buffering=1)  # noqa: SIM115  closed below
         os.dup2(handle.fileno(), 2)
@@ -77,8 +90,10 @@ def job_logging(smk: Any, skip_teardown: bool = False) -> Iterator[logging.Logge
     logger.info("rule %s, wildcards %s, threads %s", smk.rule, dict(smk.wildcards), smk.threads)
     try:
         yield logger
-    except Exception:
+    except Exception as error:
         logger.exception("rule %s failed", smk.rule)
+        if console:
+            console.write(failure_line(smk, error, log_path))
         raise
     logger.info("%s%s", PHASE_LINE, json.dumps(PHASES.summary()))
     if skip_teardown:

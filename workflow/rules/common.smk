@@ -4,8 +4,6 @@ import json
 import os
 import re
 
-from snakemake.utils import validate
-
 # The package is imported from this checkout (the Snakefile imported _checkout), also where
 # it is not installed (conda envs that hold only its dependencies) or another one is.
 from medtransfer import config as mtc
@@ -20,7 +18,9 @@ ENV = "../../envs/medtransfer.yaml"
 # data_root out; --config data_root=... or $MEDTRANSFER_DATA_ROOT (set once) say it.
 if "data_root" not in config:
     config["data_root"] = os.environ.get(mtc.DATA_ROOT_VARIABLE, "data")
-validate(config, "../schemas/config.schema.yaml")
+mtc.validate_schema(
+    config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+)
 mtc.check_config(config)
 
 SIZE = config["image_size"]
