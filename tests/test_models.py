@@ -262,3 +262,25 @@ def test_stage_grams_see_a_change_of_weights_only_where_it_happened():
     assert similarity[3] == pytest.approx(1.0)  # block4: 2x2 maps, not pooled, unchanged
     assert similarity[4] < 0.99  # block5's last convolution was replaced
     assert pool_to_side(np.ones((2, 33, 33, 4)), 16).shape == (2, 11, 11, 4)
+
+
+def test_imagenet_download_is_tried_where_the_url_answers(tmp_path, monkeypatch):
+    """The plan keeps ImageNet where its file's URL answers and says why where it does not."""
+    import functools
+    import http.server
+    import threading
+
+    from medtransfer.architectures import WeightsFile
+
+    (tmp_path / "w.h5").write_bytes(b"weights")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/"
+    try:
+        monkeypatch.setattr(imagenet, "weights_file", lambda *_: WeightsFile("w.h5", url + "w.h5"))
+        assert imagenet.download_problem(224) is None
+        monkeypatch.setattr(imagenet, "weights_file", lambda *_: WeightsFile("x.h5", url + "x.h5"))
+        assert "did not answer from this machine" in imagenet.download_problem(224)
+    finally:
+        server.shutdown()

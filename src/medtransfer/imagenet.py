@@ -56,8 +56,27 @@ def cached_weights(
     return path if path.is_file() else None
 
 
+def download_problem(image_size: int, arch: str = DEFAULT_ARCHITECTURE) -> str | None:
+    """Why Keras' weights file cannot be downloaded from this machine; None where its URL
+    answers (the fetch job then downloads it). Asked at planning time, in well under a
+    second offline (the name does not resolve)."""
+    import urllib.error
+    import urllib.request
+
+    url = weights_file(image_size, arch).url
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10):
+            return None
+    except (OSError, ValueError) as error:  # URLError, HTTPError and timeouts are OSErrors
+        reason = getattr(error, "reason", error)
+        return f"its URL did not answer from this machine ({reason})"
+
+
 def missing_message(
-    image_size: int, configured_dir: str | None = None, arch: str = DEFAULT_ARCHITECTURE
+    image_size: int,
+    configured_dir: str | None = None,
+    arch: str = DEFAULT_ARCHITECTURE,
+    why: str = "This machine could not download it.",
 ) -> str:
     file = weights_file(image_size, arch)
     package = architecture(arch).weights_package
@@ -71,7 +90,7 @@ def missing_message(
     return (
         f"{arch} ImageNet weights are not available: put the file {file.name} "
         f"(download it from {file.url}) into the folder {folder}/ "
-        f"(or set imagenet.weights_dir in the config). This machine could not download it."
+        f"(or set imagenet.weights_dir in the config). {why}"
     )
 
 

@@ -35,18 +35,31 @@ ARCHS = list(ARCH_GRIDS)
 
 
 def active_sources(arch):
-    """An architecture's sources, less ImageNet where its weights are absent and may be
-    skipped."""
+    """An architecture's sources, less ImageNet where its weights are neither cached nor
+    downloadable from here and may be skipped."""
     sources = list(ARCH_GRIDS[arch]["sources"])
     settings = config["imagenet"]
-    if mtc.IMAGENET in sources and settings["when_missing"] == "skip":
-        if imagenet.cached_weights(SIZE, settings["weights_dir"], arch) is None:
-            missing = imagenet.missing_message(SIZE, settings["weights_dir"], arch)
-            logger.warning(
-                f"imagenet source left out of the {arch} grid "
-                f"(imagenet.when_missing: skip): {missing}"
-            )
-            sources.remove(mtc.IMAGENET)
+    if mtc.IMAGENET not in sources or settings["when_missing"] != "skip":
+        return sources
+    if imagenet.cached_weights(SIZE, settings["weights_dir"], arch) is not None:
+        return sources
+    problem = (
+        None
+        if architecture(arch).weights_package
+        else imagenet.download_problem(SIZE, arch)
+    )
+    if problem is None and not architecture(arch).weights_package:
+        logger.info(
+            f"{arch} ImageNet weights: not cached; the fetch job downloads them"
+        )
+        return sources
+    why = f"It was not downloaded: {problem}." if problem else ""
+    missing = imagenet.missing_message(SIZE, settings["weights_dir"], arch, why)
+    logger.warning(
+        f"imagenet source left out of the {arch} grid "
+        f"(imagenet.when_missing: skip): {missing}"
+    )
+    sources.remove(mtc.IMAGENET)
     return sources
 
 
