@@ -296,6 +296,10 @@ def write_table2(
     return table
 
 
+# FE and FT keep their colours in every figure that pairs them
+KIND_COLOURS = {"FE": "#4C72B0", "FT": "#DD8452"}
+
+
 def figure3_data(config: dict[str, Any], summary: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
     """Per source and method: mean AUC over targets, the std of the targets' means, and No
     transfer's mean over the same targets (sources skip targets of their own data)."""
@@ -338,38 +342,42 @@ def write_figure3(
     bars = data[data.source != SOURCE_LABELS[NO_SOURCE]]
     labels = list(dict.fromkeys(bars.source))
     x = np.arange(len(labels))
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(labels) + 2), 4))
-    for offset, kind, colour in ((-0.2, "FE", "#4C72B0"), (0.2, "FT", "#DD8452")):
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(labels) + 3), 4))
+    kinds = [k for k in ("FE", "FT") if k in set(bars.kind)]
+    width = 0.8 / max(len(kinds), 1)
+    for index, kind in enumerate(kinds):
         part = bars[bars.kind == kind].set_index("source").reindex(labels)
         ax.bar(
-            x + offset,
+            x + (index - (len(kinds) - 1) / 2) * width,
             part.mean_auc,
-            0.4,
-            yerr=part.std_over_targets,
+            width,
+            yerr=part.std_over_targets.where(part.n_targets > 1),  # no spread of one target
             capsize=4,
             label=kind,
-            color=colour,
+            color=KIND_COLOURS[kind],
         )
-    reference = bars[bars.kind == "FT"].set_index("source").reindex(labels)
+    reference = bars.drop_duplicates("source").set_index("source").reindex(labels)
     for i, value in enumerate(reference.no_transfer_same_targets):
         if np.isfinite(value):  # No TL over the same targets as this source's bars
-            ax.hlines(
-                value,
-                i - 0.45,
-                i + 0.45,
-                colors="black",
-                linestyles="--",
-                label="No TL (same targets)" if i == 0 else None,
-            )
-    ax.set_xticks(x, labels, rotation=20, ha="right")
-    ax.set_ylabel("Mean macro AUC over targets")
+            ax.hlines(value, i - 0.45, i + 0.45, colors="black", linestyles="--",
+                      label="No TL (same targets)" if i == 0 else None)  # fmt: skip
+    # a source's bars average the targets it can transfer to: say how many
+    ticks = [f"{label}\n({n} target{'s' if n != 1 else ''})"
+             for label, n in zip(labels, reference.n_targets, strict=True)]  # fmt: skip
+    ax.set_xticks(x, ticks)
+    ax.set_ylabel("Mean macro AUC over targets\n(bars: ± sd over targets)")
     ax.set_ylim(0, 1)
     ax.set_title("Mean performance per source")
-    ax.legend(loc="lower right")
+    if labels:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    else:
+        message = "no transfer source with FE or FT runs in this grid:\nnothing to compare"
+        ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+        ax.set_xticks([])
     fig.tight_layout()
     for path in (png, pdf):
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=150)
+            fig.savefig(tmp, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return data
 
