@@ -713,3 +713,12 @@ def test_small_grid_says_why_it_has_no_tau(small_grid):
     cka = pd.read_csv(small_grid / "results/vgg16/probes/isic/cka.csv")
     assert set(zip(cka.source, cka.seed, strict=True)) == {(s, k) for s in ("none", "natural")
                                                           for k in (0, 1)}  # fmt: skip
+
+
+def test_readme_job_counts_are_the_dry_runs(paper_dry_runs):
+    """The 'Running the paper' table's job counts are what a dry run plans today."""
+    readme = (REPO / "README.md").read_text()
+    rows = re.findall(r"^\| `config/(\w+)\.yaml` \|[^\n]*\| ([\d,]+) \|$", readme, re.M)
+    assert {name for name, _ in rows} == {"fok2019", "patel2019", "pal2016"}
+    for name, count in rows:
+        assert sum(job_counts(paper_dry_runs[name]).values()) == int(count.replace(",", "")), name
