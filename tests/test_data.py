@@ -244,6 +244,36 @@ def test_prepare_skips_broken_files_and_names_them(tmp_path):
     assert not list(out.glob(".tmp-*"))
 
 
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares a huge image (a decompression bomb's signature)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_a_decompression_bomb_is_skipped_before_it_is_decoded(tmp_path):
+    """Pillow refuses it from its header (DecompressionBombError), before any decoding."""
+    _odd_images(tmp_path / "data")
+    (tmp_path / "data" / "bad" / "bomb.png").write_bytes(png_declaring(30_000, 30_000))
+    out = tmp_path / "out"
+    index = prepare_dataset("odd", ODD, {"odd": {"dataset": "odd"}}, tmp_path, 32, 0.5,
+                            out / "images.npy", out / "index.json", threads=2)  # fmt: skip
+    reasons = {s["file"].rsplit("/", 1)[1]: s["reason"] for s in index["skipped"]}
+    assert "DecompressionBombError" in reasons["bomb.png"]
+
+
 def test_prepare_fails_above_the_bad_fraction(tmp_path):
     _odd_images(tmp_path / "data")
     out = tmp_path / "out"
