@@ -368,3 +368,36 @@ def test_csv_group_column_groups_lesions_and_may_be_optional(tmp_path, shared_da
         dataset = open_dataset(optional, shared_data)
     assert all(item.group is None for item in dataset.items) and len(dataset.items) == 557
     assert "no column lesion_id" in caplog.text
+
+
+def lesion_folder(tmp_path, csv_text: str, bom: bool = False):
+    """Three images and a labels CSV: the csv adapter's input."""
+    root = tmp_path / "lesions"
+    (root / "img").mkdir(parents=True)
+    for name in ("a", "b", "c"):
+        Image.new("RGB", (8, 8)).save(root / "img" / f"{name}.png")
+    (root / "labels.csv").write_bytes(("\ufeff" if bom else "").encode() + csv_text.encode())
+    spec = {"adapter": "csv", "path": "lesions", "images": "img", "labels_csv": "labels.csv",
+            "filename": "{image_id}.png", "label": "label", "on_mismatch": "skip"}  # fmt: skip
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("../../elsewhere/x,1", r"line 2: .*x.png lies outside the dataset's image folder"),
+        ("a,1\nb,0\na,1", r"line 4: a.png is listed again \(first on line 2\)"),
+        ("a,1\na,0", r"line 3: a.png is listed again with another label \('1' vs '0'\)"),
+    ],
+)
+def test_a_labels_file_that_would_change_the_task_is_refused(tmp_path, rows, message):
+    spec = lesion_folder(tmp_path, f"image_id,label\n{rows}\n")
+    with pytest.raises(DataError, match=message):
+        open_dataset(spec, tmp_path)
+
+
+def test_labels_csv_with_a_byte_order_mark_and_number_spellings(tmp_path, caplog):
+    spec = lesion_folder(tmp_path, "image_id,label\na,1\nb, 1.0\nc,\n", bom=True)
+    dataset = open_dataset(spec, tmp_path)  # the BOM no longer hides the image_id column
+    assert sorted(item.label for item in dataset.items) == ["1", "1"]  # one class, not two
+    assert "1 row(s) with an empty label left out (lines 4)" in caplog.text

@@ -124,7 +124,8 @@ def csv_dataset(root: Path, spec: dict[str, Any]) -> Dataset:
     image_root = _require(root / spec.get("images", ""), "image folder")
     csv_path = _require(root / spec["labels_csv"], "labels CSV")
     groups = spec.get("groups") or {}
-    with open(csv_path, newline="") as handle:
+    # utf-8-sig: a byte-order mark (Excel writes one) would otherwise hide in the first column
+    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         needed = {f for _, f, _, _ in string.Formatter().parse(spec["filename"]) if f}
         needed |= set(spec.get("onehot", [])) | ({spec["label"]} if "label" in spec else set())
@@ -149,16 +150,34 @@ def csv_dataset(root: Path, spec: dict[str, Any]) -> Dataset:
                 f"it has {', '.join(reader.fieldnames or [])}"
             )
         rows = list(reader)
-    items, absent, listed = [], [], set()
+    items, absent, listed, unlabelled = [], [], {}, []
+    inside = image_root.resolve()
     for line, row in enumerate(rows, start=2):
+        where = f"{csv_path} line {line}"
         path = image_root / spec["filename"].format(**row)
-        label = _csv_label(row, spec, f"{csv_path} line {line}")
-        listed.add(path)
+        if not path.resolve().is_relative_to(inside):
+            raise DataError(f"{where}: {path} lies outside the dataset's image folder {inside}")
+        label = _csv_label(row, spec, where)
+        if path in listed:
+            first, first_label = listed[path]
+            conflict = f" with another label ({first_label!r} vs {label!r})" if (
+                first_label != label) else ""  # fmt: skip
+            raise DataError(
+                f"{where}: {path.name} is listed again{conflict} (first on line {first}); "
+                "an image may appear once"
+            )
+        listed[path] = (line, label)
         if not path.is_file():
             absent.append(str(path))
         elif label:  # rows with an empty label are unlabelled: listed, but no item
             group = (row[group_column].strip() or None) if group_column else None
             items.append(Item(str(path), label, group=group))
+        else:
+            unlabelled.append(line)
+    if unlabelled:
+        log.warning("%s: %d row(s) with an empty label left out (lines %s)", csv_path,
+                    len(unlabelled), ", ".join(map(str, unlabelled[:10])))  # fmt: skip
+    items = with_numeric_labels_canonical(items)
     unlisted = [str(p) for p in _image_files(image_root) if p not in listed]
     if (absent or unlisted) and spec.get("on_mismatch", "error") == "error":
         problems = []
@@ -171,6 +190,23 @@ def csv_dataset(root: Path, spec: dict[str, Any]) -> Dataset:
         )
     items = with_group_keys(items, root, groups if "pattern" in groups else None)
     return Dataset(items, _file_opener(items))
+
+
+def with_numeric_labels_canonical(items: list[Item]) -> list[Item]:
+    """'1' and '1.0' are one class where every label is a number: integral values are
+    written as integers."""
+
+    def number(text: str) -> float | None:
+        try:
+            return float(text)
+        except ValueError:
+            return None
+
+    values = {item.label: number(item.label) for item in items}
+    if not values or any(v is None for v in values.values()):
+        return items
+    canonical = {k: str(int(v)) if v.is_integer() else repr(v) for k, v in values.items()}
+    return [Item(i.ref, canonical[i.label], i.split, i.group) for i in items]
 
 
 def with_group_keys(items: list[Item], root: Path, spec: dict[str, Any] | None) -> list[Item]:
