@@ -41,7 +41,7 @@ def record(target="isic", source="none", method="ft-svm", seed=0, auc=0.7, **ext
 
 
 def test_a_run_file_reads_back_as_written(tmp_path):
-    data = record(versions={"keras": "3"}, epochs_run=4)
+    data = record(auc=0.75, versions={"keras": "3"}, epochs_run=4)
     write_run(tmp_path / "r.json", Run.from_json(data))
     written = json.loads((tmp_path / "r.json").read_text())
     assert written == {**data, "train_fraction": 1.0, "architecture": "vgg16", "leakage": {}}
@@ -118,3 +118,38 @@ def test_no_transfer_baseline_is_none_with_the_ft_method():
     means = no_transfer_means(summary_of_aucs(), "ft-svm")
     assert means.to_dict() == pytest.approx({"isic_a": 0.61, "isic_b": 0.52, "blood": 0.55})
     assert isinstance(means, pd.Series)
+
+
+def run_at(root, data):
+    """A run record written where the workflow puts it: results/{arch}/runs/..."""
+    path = root / "results/vgg16/runs" / data["target"] / data["source"] / data["method"]
+    path.mkdir(parents=True, exist_ok=True)
+    path = path / f"seed{data['seed']}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_run_file_copied_to_another_runs_place_is_refused(tmp_path):
+    path = run_at(tmp_path, record(auc=0.75, seed=1))
+    copy = path.with_name("seed2.json")
+    copy.write_text(path.read_text())
+    assert read_runs([path])[0].seed == 1
+    with pytest.raises(
+        RunFileError, match=r"seed2.json: the record says seed 1 but lies at the place of seed 2"
+    ):
+        read_runs([copy])
+
+
+def test_an_auc_its_own_scores_do_not_give_is_refused(tmp_path):
+    path = run_at(tmp_path, record(auc=0.99))  # its scores give 0.75
+    with pytest.raises(
+        RunFileError, match=r"auc_macro 0.990000 is not what its own test scores give \(0.750000\)"
+    ):
+        read_runs([path])
+
+
+def test_a_truncated_run_file_is_named(tmp_path):
+    path = run_at(tmp_path, record(auc=0.75))
+    path.write_text(path.read_text()[:200])
+    with pytest.raises(RunFileError, match=rf"{path}: cannot be read as a run record"):
+        read_runs([path])

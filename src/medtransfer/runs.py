@@ -8,13 +8,15 @@ method (a network trained from scratch on the target), per target.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .architectures import DEFAULT_ARCHITECTURE
+from .architectures import ARCHITECTURES, DEFAULT_ARCHITECTURE
 from .config import NO_SOURCE
 from .io import read_json, write_json
 
@@ -83,12 +85,69 @@ class Run:
         return cls(**known, provenance=provenance, file=str(file))
 
 
+def recorded_scores(scores: np.ndarray, digits: int = 10) -> list[list[float]]:
+    """Test scores as the record keeps them: 10 significant digits, not decimals. An SVM's
+    margins on features of tiny scale (an untrained EfficientNet's) differ only from the
+    7th decimal on; rounded to 6 decimals they became one tie, and the record's AUC could no
+    longer be recomputed from its own scores."""
+    return [[float(f"{value:.{digits}g}") for value in row] for row in np.asarray(scores)]
+
+
 def write_run(path: Any, run: Run) -> None:
     write_json(path, run.to_json())
 
 
 def read_runs(paths: list[Any]) -> list[Run]:
-    return [Run.from_json(read_json(path), str(path)) for path in paths]
+    """The runs of these files, each checked: a file that is not JSON, lies at another run's
+    place or whose AUC its own test scores do not give is refused by name."""
+    return [checked(read_run_file(path), path) for path in paths]
+
+
+def read_run_file(path: Any) -> Run:
+    try:
+        data = read_json(path)
+    except (ValueError, OSError) as error:  # JSONDecodeError is a ValueError
+        raise RunFileError(f"{path}: cannot be read as a run record ({error})") from error
+    return Run.from_json(data, str(path))
+
+
+AUC_TOLERANCE = 5e-4
+RUN_PATH = re.compile(
+    r"(?:^|/)(?P<arch>[^/]+)/runs/(?P<target>[^/]+)/(?P<source>[^/]+)/(?P<method>[^/]+)/"
+    r"seed(?P<seed>\d+)(?:_frac[^/]*)?\.json$"
+)
+
+
+def checked(run: Run, path: Any) -> Run:
+    """A run whose record agrees with its path (results/{arch}/runs/{target}/{source}/
+    {method}/seed{seed}.json) and whose AUC its own test labels and scores give."""
+    place = RUN_PATH.search(Path(path).as_posix())
+    if place:
+        said = {"arch": run.architecture, "target": run.target, "source": run.source,
+                "method": run.method, "seed": str(run.seed)}  # fmt: skip
+        if place["arch"] not in ARCHITECTURES:  # a copy outside results/ (docs/showcase)
+            del said["arch"]
+        wrong = {k: v for k, v in said.items() if place[k] != v}
+        if wrong:
+            raise RunFileError(
+                f"{path}: the record says {', '.join(f'{k} {v}' for k, v in wrong.items())} "
+                f"but lies at the place of {', '.join(f'{k} {place[k]}' for k in wrong)} "
+                "(a copied or moved run file; score the run again)"
+            )
+    if run.auc_macro is not None and run.test_scores:
+        from .metrics import macro_auc, one_vs_rest_auc
+
+        recomputed = macro_auc(
+            one_vs_rest_auc(np.asarray(run.test_labels), np.asarray(run.test_scores))
+        )
+        # the record keeps scores to 6 decimals, whose ties move an AUC by ~1e-5: a
+        # difference a table printed to 3 decimals could show is an edit
+        if recomputed is not None and abs(recomputed - run.auc_macro) > AUC_TOLERANCE:
+            raise RunFileError(
+                f"{path}: auc_macro {run.auc_macro:.6f} is not what its own test scores give "
+                f"({recomputed:.6f}): an edited or damaged run file; score the run again"
+            )
+    return run
 
 
 def group_runs(runs: list[Run]) -> dict[tuple[str, str, str], list[Run]]:

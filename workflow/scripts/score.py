@@ -15,7 +15,7 @@ from medtransfer.data import load_prepared
 from medtransfer.io import read_json
 from medtransfer.jobs import job_logging
 from medtransfer.metrics import all_metrics
-from medtransfer.runs import Run, write_run
+from medtransfer.runs import Run, recorded_scores, write_run
 from medtransfer.splits import train_test_leaks
 
 
@@ -105,6 +105,6 @@ with job_logging(snakemake) as log:
         "config_hash": config_hash(snakemake.config),
         "inputs": {k: str(v) for k, v in snakemake.input.items()},
         "test_labels": labels[test_rows].tolist(),
-        "test_scores": np.round(scores, 6).tolist(),
+        "test_scores": recorded_scores(scores),
     }
     write_run(snakemake.output[0], Run.from_json(record))
