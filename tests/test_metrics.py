@@ -150,3 +150,21 @@ def test_svm_is_the_original_studys_objective_solved_to_convergence(classes):
             unweighted.decision_function(x[200:]), plain.decision_function(x[200:]), atol=1e-6
         )
     np.testing.assert_allclose(ours.decision_function(x[200:]), expected, atol=1e-6)
+
+
+def test_standardised_svm_is_the_raw_svm_on_standardised_features():
+    """svm_features: standardised = the same SVM after scaling with the training rows'
+    mean and sd (a feature scale 1e-4 no longer turns C=1 into w near 0)."""
+    import numpy as np
+
+    from medtransfer.classifiers import fit_and_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    x = (np.eye(3)[y] + rng.normal(0, 1, (300, 3))) * 1e-4  # tiny scale
+    mean, sd = x[:200].mean(axis=0), x[:200].std(axis=0)
+    scaled = fit_and_score("svm", x[:200], y[:200], x[200:], 3, 0, svm_features="standardised")
+    by_hand = fit_and_score("svm", (x[:200] - mean) / sd, y[:200], (x[200:] - mean) / sd, 3, 0)
+    assert np.allclose(scaled, by_hand, atol=1e-8)
+    raw = fit_and_score("svm", x[:200], y[:200], x[200:], 3, 0)
+    assert np.ptp(raw, axis=0).max() < 1e-3 < np.ptp(scaled, axis=0).min()  # raw: near ties

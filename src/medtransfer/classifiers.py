@@ -73,15 +73,25 @@ class LinearSvmOneVsRest(ClassifierMixin, BaseEstimator):
         return self.classes_[margins.argmax(axis=1)]
 
 
+SVM_FEATURES = ("standardised", "raw")
+
+
 def make_classifier(
-    name: str, seed: int, svm_c: float = 1.0, threads: int = 1, class_weights: bool = True
+    name: str,
+    seed: int,
+    svm_c: float = 1.0,
+    threads: int = 1,
+    class_weights: bool = True,
+    svm_features: str = "raw",
 ) -> ClassifierMixin:
-    """The SVM is LinearSvmOneVsRest (the original study's objective, solved to convergence);
+    """The SVM is LinearSvmOneVsRest (the original study's objective, solved to convergence),
+    on the raw features or on features standardised with the training rows' mean and sd;
     the others are scikit-learn's with the run's seed. The MLPs take no class_weight;
     `fit_and_score` gives them the same weights per sample."""
     weight = "balanced" if class_weights else None
     if name == "svm":
-        return LinearSvmOneVsRest(C=svm_c, class_weight=weight)
+        svm = LinearSvmOneVsRest(C=svm_c, class_weight=weight)
+        return make_pipeline(StandardScaler(), svm) if svm_features == "standardised" else svm
     if name == "logreg":
         return make_pipeline(
             StandardScaler(),
@@ -143,8 +153,9 @@ def fit_and_score(
     svm_c: float = 1.0,
     threads: int = 1,
     class_weights: bool = True,
+    svm_features: str = "raw",
 ) -> np.ndarray:
-    model = make_classifier(name, seed, svm_c, threads, class_weights)
+    model = make_classifier(name, seed, svm_c, threads, class_weights, svm_features)
     if class_weights and name in ("mlp1", "mlp2"):
         weights = compute_sample_weight("balanced", y_train)
         model.fit(x_train, y_train, mlpclassifier__sample_weight=weights)

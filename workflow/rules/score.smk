@@ -14,6 +14,7 @@ rule score:
     params:
         svm_c=config["classifiers"]["svm_c"],
         class_weights=config["classifiers"]["class_weights"],
+        svm_features=config["classifiers"]["svm_features"],
         ordinal=lambda w: config["tasks"][w.target]["ordinal"],
     script:
         "../scripts/score.py"

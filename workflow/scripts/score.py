@@ -50,6 +50,7 @@ with job_logging(snakemake) as log:
                 p.svm_c,
                 snakemake.threads,
                 p.class_weights,
+                p.svm_features,
             )
         converged = not any(issubclass(c.category, ConvergenceWarning) for c in caught)
         if not converged:
