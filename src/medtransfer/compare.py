@@ -96,6 +96,16 @@ def write_comparison(
 
 
 def plot_architectures(data: pd.DataFrame, archs: list[str], sources: list[str], png: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = architectures_figure(data, archs, sources)
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=150, format="png", bbox_inches="tight")
+    plt.close(fig)
+
+
+def architectures_figure(data: pd.DataFrame, archs: list[str], sources: list[str]):
+    """Mean AUC per source and method (bars), grouped by architecture."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,9 +142,7 @@ def plot_architectures(data: pd.DataFrame, archs: list[str], sources: list[str],
     ax.legend([handles[k] for k in order], [names[k] for k in order], fontsize=8,
               loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # fmt: skip
     fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, dpi=150, format="png", bbox_inches="tight")
-    plt.close(fig)
+    return fig
 
 
 def bar_colour(sources: list[str], source: str, kind: str) -> tuple:

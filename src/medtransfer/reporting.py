@@ -339,6 +339,22 @@ def write_figure3(
     data = figure3_data(config, pd.read_csv(table_csv), sources)
     with atomic_path(data_csv) as tmp:
         data.to_csv(tmp, index=False, float_format="%.6f")
+    fig = figure3_plot(data)
+    for path in (png, pdf):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return data
+
+
+def figure3_plot(data: pd.DataFrame):
+    """Figure 3 of `figure3_data`: FE and FT bars per source, No transfer over the same
+    targets dashed, the legend outside the axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     bars = data[data.source != SOURCE_LABELS[NO_SOURCE]]
     labels = list(dict.fromkeys(bars.source))
     x = np.arange(len(labels))
@@ -375,11 +391,7 @@ def write_figure3(
         ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
         ax.set_xticks([])
     fig.tight_layout()
-    for path in (png, pdf):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    return data
+    return fig
 
 
 def structural_table(
