@@ -283,10 +283,13 @@ def write_learning_curves(run_files: list[str], csv_path: str, png_path: str) ->
                 capsize=3,
                 label=f"{source} / {method}",
             )
-        ax.set_xscale("log")
+        # a handful of fractions: a linear axis with a tick at each (a log axis labelled
+        # them 3x10^-1)
+        ax.set_xticks(sorted(part.fraction.unique()))
+        ax.set_xlim(0, 1.05)
         ax.set(title=target, xlabel="fraction of the training split", ylabel="mean AUC")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, dpi=120)
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -24,7 +24,7 @@ def _pyplot():
 
 def _save(fig: Any, path: str) -> None:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")  # legends outside the axes included
     _pyplot().close(fig)
 
 
@@ -96,15 +96,21 @@ def training_figure(histories: dict[str, pd.DataFrame], path: str) -> None:
     """Loss and accuracy per epoch, train and val, of every fine-tuning run."""
     plt = _pyplot()
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for name, history in sorted(histories.items()):
-        line = loss_ax.plot(history.epoch, history.loss, lw=1, label=name)[0]
+    # tab10 repeats after 10 runs: one colour per run from a wider map, style per source
+    colours = plt.get_cmap("tab20").colors if len(histories) > 10 else plt.get_cmap("tab10").colors
+    for index, (name, history) in enumerate(sorted(histories.items())):
+        colour = colours[index % len(colours)]
+        line = loss_ax.plot(history.epoch, history.loss, lw=1, label=name, color=colour)[0]
         loss_ax.plot(history.epoch, history.val_loss, "--", lw=1, color=line.get_color())
         acc_ax.plot(history.epoch, history.accuracy, lw=1, color=line.get_color())
         acc_ax.plot(history.epoch, history.val_accuracy, "--", lw=1, color=line.get_color())
     loss_ax.set(xlabel="epoch", ylabel="loss", title="loss (solid: train, dashed: val)")
     acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy (solid: train, dashed: val)")
     if histories:
-        loss_ax.legend(fontsize=6)
+        handles, labels = loss_ax.get_legend_handles_labels()
+        columns = 1 + len(histories) // 20
+        acc_ax.legend(handles, labels, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1),
+                      frameon=False, ncol=columns)  # fmt: skip
     fig.tight_layout()
     _save(fig, path)
 
