@@ -171,7 +171,13 @@ def pretrained_weights(wildcards):
 # spelling of the same folder changes no job's params, so nothing reruns.
 DATA_ROOT = os.path.realpath(config["data_root"])
 DOWNLOADS = grid_downloads()
-DOWNLOAD_FOLDERS = [p for p, (_, d) in DOWNLOADS.items() if lands_as_folder(d)]
+WEIGHTS_FILES = {config["pretrained"][name]["weights"] for name in PRETRAINED}
+# a dataset's manual or unpacked download is a folder; a weights file stays a file
+DOWNLOAD_FOLDERS = [
+    p
+    for p, (_, d) in DOWNLOADS.items()
+    if lands_as_folder(d) and p not in WEIGHTS_FILES
+]
 DOWNLOAD_FILES = [p for p in DOWNLOADS if p not in DOWNLOAD_FOLDERS]
 # A folder that is not there stops the plan before any job: otherwise Snakemake would see
 # changed params, delete the prepared data and only then fail for lack of images.
