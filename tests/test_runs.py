@@ -153,3 +153,14 @@ def test_a_truncated_run_file_is_named(tmp_path):
     path.write_text(path.read_text()[:200])
     with pytest.raises(RunFileError, match=rf"{path}: cannot be read as a run record"):
         read_runs([path])
+
+
+def test_nearly_tied_scores_are_flagged_and_mark_the_cell():
+    import numpy as np
+
+    from medtransfer.runs import nearly_tied
+
+    margins = np.column_stack([-1 - 1e-12 * np.arange(5), 1 + 1e-12 * np.arange(5)])
+    assert nearly_tied(margins) and not nearly_tied(margins * 0 + np.arange(10).reshape(5, 2))
+    tied = Run.from_json(record(auc=0.75, scores_nearly_tied=True))
+    assert not runs_frame([tied]).converged.iloc[0]

@@ -239,7 +239,9 @@ def convergence_footnote(summary: pd.DataFrame) -> str:
         return ""
     return (
         f"{NOT_CONVERGED.strip()}: the classifier of at least one of the cell's runs stopped "
-        "before converging (classifier_converged: false in its run file)."
+        "before converging (classifier_converged: false in its run file) or gave test scores "
+        "that tie to 1e-9 of their size, so that its AUC ranks floating-point noise "
+        "(scores_nearly_tied: true; classifiers.svm_features: standardised avoids it)."
     )
 
 

@@ -85,12 +85,22 @@ class Run:
         return cls(**known, provenance=provenance, file=str(file))
 
 
-def recorded_scores(scores: np.ndarray, digits: int = 10) -> list[list[float]]:
-    """Test scores as the record keeps them: 10 significant digits, not decimals. An SVM's
-    margins on features of tiny scale (an untrained EfficientNet's) differ only from the
-    7th decimal on; rounded to 6 decimals they became one tie, and the record's AUC could no
-    longer be recomputed from its own scores."""
-    return [[float(f"{value:.{digits}g}") for value in row] for row in np.asarray(scores)]
+def recorded_scores(scores: np.ndarray) -> list[list[float]]:
+    """Test scores as the record keeps them: every float64 digit (JSON round-trips them), so
+    that the record's AUC is recomputed exactly from its own scores. Rounded (to 6 decimals,
+    even to 10 significant digits) an SVM's margins on features of tiny scale became ties
+    and the recomputed AUC was 0.5 where the recorded one was 0.59: see `nearly_tied`."""
+    return np.asarray(scores, dtype=np.float64).tolist()
+
+
+def nearly_tied(scores: np.ndarray, relative: float = 1e-9) -> bool:
+    """Whether some class's test scores differ by less than `relative` of their size: the
+    classifier then ranks the test images by floating-point noise (a C=1 SVM on the raw
+    features of a network whose features are tiny learns w near 0)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    spread = np.ptp(scores, axis=0)
+    size = np.maximum(np.abs(scores).max(axis=0), 1e-300)
+    return bool((spread <= relative * size).any())
 
 
 def write_run(path: Any, run: Run) -> None:
@@ -173,8 +183,10 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
                 "f1_macro": r.f1_macro,
                 "fraction": r.train_fraction,
                 "n_train": r.sizes.get("train"),
-                # False only where a fitted classifier stopped before converging
-                "converged": r.provenance.get("classifier_converged") is not False,
+                # False where a fitted classifier stopped before converging, or where its
+                # test scores nearly tie (its AUC then ranks floating-point noise)
+                "converged": r.provenance.get("classifier_converged") is not False
+                and not r.provenance.get("scores_nearly_tied", False),
                 "file": r.file,
             }
             for r in runs

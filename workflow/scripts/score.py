@@ -15,7 +15,7 @@ from medtransfer.data import load_prepared
 from medtransfer.io import read_json
 from medtransfer.jobs import job_logging
 from medtransfer.metrics import all_metrics
-from medtransfer.runs import Run, recorded_scores, write_run
+from medtransfer.runs import Run, nearly_tied, recorded_scores, write_run
 from medtransfer.splits import train_test_leaks
 
 
@@ -57,6 +57,11 @@ with job_logging(snakemake) as log:
             log.warning("%s did not converge: its scores are those of the last iteration",
                         method.classifier)  # fmt: skip
     scores = np.asarray(scores, dtype=np.float64)
+    tied = nearly_tied(scores)
+    if tied:
+        log.warning("%s's test scores of a class differ by under 1e-9 of their size: its AUC "
+                    "ranks floating-point noise (classifiers.svm_features: standardised scales "
+                    "the features first)", method.classifier)  # fmt: skip
     metrics = all_metrics(labels[test_rows], scores, classes, p.ordinal)
     training, extracted = optional_json("training"), optional_json("features_info")
     overlap = optional_json("overlap") or None
@@ -107,5 +112,6 @@ with job_logging(snakemake) as log:
         "inputs": {k: str(v) for k, v in snakemake.input.items()},
         "test_labels": labels[test_rows].tolist(),
         "test_scores": recorded_scores(scores),
+        "scores_nearly_tied": tied,
     }
     write_run(snakemake.output[0], Run.from_json(record))
