@@ -178,7 +178,7 @@ def test_another_spelling_of_data_root_reruns_nothing(small_grid, shared_data):
     config = yaml.safe_load((small_grid / "config.yaml").read_text())
     config["data_root"] = os.path.relpath(shared_data, small_grid) + "/"
     respelled = small_grid / "respelled.yaml"
-    respelled.write_text(yaml.safe_dump(config))
+    respelled.write_text(yaml.safe_dump(config, sort_keys=False))  # key order is in params
     result = snakemake(small_grid, respelled, "-n", "--cores", "2")
     assert "Nothing to be done" in result.stdout + result.stderr
 
@@ -188,7 +188,7 @@ def test_a_missing_data_root_stops_before_any_job_and_deletes_nothing(small_grid
     config = yaml.safe_load((small_grid / "config.yaml").read_text())
     config["data_root"] = str(small_grid / "no_such_folder")
     missing = small_grid / "missing.yaml"
-    missing.write_text(yaml.safe_dump(config))
+    missing.write_text(yaml.safe_dump(config, sort_keys=False))
     result = snakemake(small_grid, missing, "--cores", "2", check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
