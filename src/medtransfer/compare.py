@@ -118,7 +118,7 @@ def architectures_figure(data: pd.DataFrame, archs: list[str], sources: list[str
         if not (source == NO_SOURCE and kind == "FE")
     ]
     fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(archs) + 3), 4))
-    labelled, ticks = set(), []
+    handles, ticks = {}, []  # legend entries by (source, kind), once each
     for position, arch in enumerate(archs):
         mine = data[data.architecture == arch].set_index(["source", "kind"])
         present = [bar for bar in bars if bar in mine.index]  # bars of this grid only
@@ -127,20 +127,18 @@ def architectures_figure(data: pd.DataFrame, archs: list[str], sources: list[str
         for i, (source, kind) in enumerate(present):
             label = (f"{SOURCE_LABELS.get(source, source)} {kind}" if source != NO_SOURCE
                      else SOURCE_LABELS[NO_SOURCE])  # fmt: skip
-            ax.bar(start + (i + 0.5) * width, mine.loc[(source, kind), "mean_auc"],
-                   width, color=bar_colour(sources, source, kind),
-                   label=None if label in labelled else label)  # fmt: skip
-            labelled.add(label)
+            drawn = ax.bar(start + (i + 0.5) * width, mine.loc[(source, kind), "mean_auc"],
+                           width, color=bar_colour(sources, source, kind), label=label)  # fmt: skip
+            handles.setdefault((source, kind), drawn)
         n = int(mine.n_targets.max()) if len(mine) else 0
         ticks.append(f"{arch}\n({n} target{'s' if n != 1 else ''})")
     ax.set_xticks(np.arange(len(archs)), ticks)
     ax.set_ylabel("Mean macro AUC over the\narchitecture's targets")
     ax.set_ylim(0, 1)
     ax.set_title("Mean performance per source and method, per architecture")
-    handles, names = ax.get_legend_handles_labels()
-    order = sorted(range(len(names)), key=lambda k: bars.index(_bar_of(names[k], sources)))
-    ax.legend([handles[k] for k in order], [names[k] for k in order], fontsize=8,
-              loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # fmt: skip
+    shown = [handles[bar] for bar in bars if bar in handles]  # in the config's order
+    ax.legend(shown, [h.get_label() for h in shown], fontsize=8, loc="upper left",
+              bbox_to_anchor=(1.01, 1), frameon=False)  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -154,12 +152,3 @@ def bar_colour(sources: list[str], source: str, kind: str) -> tuple:
     colours = plt.get_cmap("tab20").colors
     hue = [s for s in sources if s != NO_SOURCE].index(source) % 7  # pair 7 is tab20's grey
     return colours[2 * hue + (kind == "FE")]
-
-
-def _bar_of(label: str, sources: list[str]) -> tuple[str, str]:
-    """(source, kind) of a legend label."""
-    if label == SOURCE_LABELS[NO_SOURCE]:
-        return NO_SOURCE, "FT"
-    name, kind = label.rsplit(" ", 1)
-    by_label = {SOURCE_LABELS.get(s, s): s for s in sources}
-    return by_label[name], kind
