@@ -28,7 +28,10 @@ min_version("9.0")
 # This checkout's package, also where another checkout is installed (see _checkout.py); the
 # scripts folder itself stays off sys.path.
 runpy.run_path(f"{workflow.basedir}/workflow/scripts/_checkout.py")
-from medtransfer.config import load_config
+from medtransfer.config import load_config, refuse_alias_bombs
+
+# before anything walks the config: nested YAML aliases can stand for 10^9 values
+refuse_alias_bombs(config)
 
 # config.yaml is the demo grid; a --configfile (e.g. config/fok2019.yaml) replaces it whole
 # rather than being merged into it, so no demo setting leaks into a paper-scale grid. It is

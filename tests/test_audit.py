@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from collections import defaultdict
 
@@ -14,6 +15,7 @@ from PIL import Image
 from medtransfer.audit import (
     Fingerprints,
     _near_candidates,
+    audit_task,
     find_duplicates,
     find_overlap,
     fingerprint_into,
@@ -199,3 +201,30 @@ def test_merge_groups_joins_keys_and_pairs():
     groups = merge_groups(keys, np.array([[1, 4]]))
     assert groups[0] == groups[2] and groups[1] == groups[4] and groups[3] not in groups[[0, 1]]
     assert len(set(groups.tolist())) == 3
+
+
+def test_a_duplicate_whose_file_name_is_not_utf8_is_audited(tmp_path):
+    """A Latin-1 file name (bytes that are not UTF-8) reaches pairs.csv as its own bytes."""
+    folder = tmp_path / "data" / "d"
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (40, 40), (80 * i, 40, 200 if label == "a" else 0)).save(
+                folder / label / f"{i}.png"
+            )
+    latin1 = os.fsdecode(os.fsencode(folder / "a") + b"/l\xe9sion.png")
+    Image.open(folder / "a" / "1.png").save(latin1, format="PNG")  # an exact copy of 1.png
+    out = tmp_path / "out"
+    spec = {"adapter": "folder", "path": "d"}
+    index = prepare_dataset("d", spec, {"d": {"dataset": "d"}}, tmp_path / "data", 32, 0.0,
+                            out / "images.npy", out / "index.json")  # fmt: skip
+    summary = audit_task(
+        task_meta(index, "d"),
+        out / "fingerprints.npz",
+        out / "pairs.csv",
+        out / "audit.json",
+        6,
+        0.98,
+    )
+    assert summary["exact_pairs"] == 1
+    assert b"l\xe9sion.png" in (out / "pairs.csv").read_bytes()

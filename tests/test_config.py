@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 import pytest
@@ -6,9 +7,11 @@ import yaml
 from medtransfer.config import (
     ConfigError,
     check_config,
+    check_data_present,
     grid_runs,
     load_config,
     parse_method,
+    refuse_alias_bombs,
     validate_schema,
 )
 
@@ -85,6 +88,49 @@ def test_image_size_below_32_is_refused_by_the_schema():
     config["image_size"] = 16
     with pytest.raises(ConfigError, match="16"):
         validate_schema(config, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "complaint"),
+    [
+        ("image_size", 4096, "4096 is greater than the maximum of 1024"),
+        ("finetune.epochs", 0, "0 is less than the minimum of 1"),
+        ("pretrain.epochs", 0, "0 is less than the minimum of 1"),
+    ],
+)
+def test_sizes_and_epochs_that_cannot_give_a_sound_grid_are_refused(key, value, complaint):
+    config = small_config()
+    *parents, last = key.split(".")
+    place = config
+    for part in parents:
+        place = place[part]
+    place[last] = value
+    with pytest.raises(ConfigError, match=complaint):
+        validate_schema(config, SCHEMA)
+
+
+def alias_bomb(levels: int) -> str:
+    """YAML whose nested aliases stand for 10**levels strings in a few hundred bytes."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "label_names:\n" + "\n".join("  " + line for line in lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once():
+    bomb = yaml.safe_load(alias_bomb(9))  # 10^9 leaves
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="'label_names' expands to over 100,000 values"):
+        refuse_alias_bombs(bomb)
+    assert time.monotonic() - started < 5.0  # the walk is linear in the file, not the expansion
+    refuse_alias_bombs(yaml.safe_load(alias_bomb(3)))  # 1,000 values: a legitimate alias
+
+
+def test_a_data_root_that_is_a_file_is_refused(tmp_path):
+    config = small_config()
+    config["data_root"] = str(tmp_path / "notes.txt")
+    (tmp_path / "notes.txt").write_text("not a folder")
+    with pytest.raises(ConfigError, match="notes.txt' is a file, not a folder"):
+        check_data_present(config, config["data_root"], [], [], {})
 
 
 def test_config_file_that_is_not_yaml(tmp_path):

@@ -274,6 +274,39 @@ def test_a_decompression_bomb_is_skipped_before_it_is_decoded(tmp_path):
     assert "DecompressionBombError" in reasons["bomb.png"]
 
 
+def test_an_image_over_the_configured_pixel_limit_is_skipped_naming_its_size(tmp_path):
+    """12,000 x 12,000 is under Pillow's own guard but over prepare.max_image_megapixels."""
+    _odd_images(tmp_path / "data")
+    (tmp_path / "data" / "bad" / "big.png").write_bytes(png_declaring(12_000, 12_000))
+    out = tmp_path / "out"
+    index = prepare_dataset("odd", ODD, {"odd": {"dataset": "odd"}}, tmp_path, 32, 0.5,
+                            out / "images.npy", out / "index.json",
+                            max_image_megapixels=100)  # fmt: skip
+    reasons = {s["file"].rsplit("/", 1)[1]: s["reason"] for s in index["skipped"]}
+    assert "big.png declares 12000 x 12000 pixels (144 megapixels)" in reasons["big.png"]
+    assert "max_image_megapixels (100)" in reasons["big.png"]
+
+
+def test_an_images_array_over_the_memory_limit_is_refused_before_decoding(tmp_path):
+    _odd_images(tmp_path / "data")
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"datasets.odd: \d+ images at 1024 px make a .* GB"):
+        prepare_dataset("odd", ODD, {"odd": {"dataset": "odd"}}, tmp_path, 1024, 0.5,
+                        out / "images.npy", out / "index.json", max_array_gb=0.01)  # fmt: skip
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_prepare_removes_what_a_killed_prepare_left(tmp_path):
+    _odd_images(tmp_path / "data")
+    out = tmp_path / "out"
+    out.mkdir()
+    leftover = out / ".tmp-k1lled_1-images.npy"
+    leftover.write_bytes(b"half an array")
+    prepare_dataset("odd", ODD, {"odd": {"dataset": "odd"}}, tmp_path, 32, 0.5,
+                    out / "images.npy", out / "index.json")  # fmt: skip
+    assert not leftover.exists() and (out / "images.npy").is_file()
+
+
 def test_prepare_fails_above_the_bad_fraction(tmp_path):
     _odd_images(tmp_path / "data")
     out = tmp_path / "out"

@@ -127,3 +127,16 @@ def test_a_failed_jobs_own_message_reaches_the_console(tmp_path):
     console = result.stdout + result.stderr
     assert "medtransfer: rule prepare (dataset=lesions, size=32) failed: DataError:" in console
     assert "benign_malignant" in console.split("medtransfer: rule prepare", 1)[1].split("\n")[0]
+
+
+def test_an_alias_bomb_in_a_config_fails_within_seconds_naming_the_key(tmp_path, shared_data):
+    """Under an unknown key the bomb once hung Snakemake (2.4 GB, no output in 180 s)."""
+    from .test_config import alias_bomb
+
+    config = write_config(tmp_path / "config.yaml", shared_data)
+    bomb = alias_bomb(9).replace("label_names:", "bomb:")
+    config.write_text(config.read_text() + bomb)
+    command = snakemake_command(tmp_path, config, "-n", "--cores", "1")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "'bomb' expands to over 100,000 values" in result.stdout + result.stderr

@@ -197,6 +197,19 @@ def test_a_missing_data_root_stops_before_any_job_and_deletes_nothing(small_grid
     assert sorted(str(p) for p in (small_grid / "results").rglob("*")) == before
 
 
+def test_a_failed_table_leaves_no_stale_copy_and_names_the_file(small_grid, copy_of):
+    """A truncated run file: Table II's rebuild fails naming it, and results/table2.* (the
+    first architecture's copies) go with the failed originals instead of showing old rows."""
+    workdir = copy_of(small_grid)
+    run = workdir / "results/vgg16/runs/isic/none/fe-svm/seed0.json"
+    run.write_text(run.read_text()[:200])
+    result = snakemake(workdir, workdir / "config.yaml", "results/table2.csv", check=False)
+    assert result.returncode != 0
+    assert "runs/isic/none/fe-svm/seed0.json" in result.stdout + result.stderr
+    assert not (workdir / "results/vgg16/table2.csv").exists()
+    assert not list((workdir / "results").glob("table2.*"))
+
+
 def test_the_table_alone_needs_no_flags(small_grid):
     """`snakemake results/table2.csv` as the README writes it: the default workflow
     profile gives the cores."""

@@ -324,12 +324,10 @@ def audit_task(
     near_correlation: float,
 ) -> dict[str, Any]:
     """Every exact and near-duplicate pair within one task (positions in the task's rows)."""
-    from .io import atomic_path, write_json
+    from .io import write_csv, write_json
 
     matches = find_duplicates(_task_prints(prints_path, meta), near_bits, near_correlation)
-    table = matches_table(matches, meta["files"])
-    with atomic_path(pairs_path) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(matches_table(matches, meta["files"]), pairs_path)
     keys = meta.get("groups") or []
     configured = {k for k in keys if k is not None}
     summary = {
@@ -359,7 +357,7 @@ def audit_overlap(
 ) -> dict[str, Any]:
     """Images of a source task that reappear in a target task (a source network may have been
     trained on a target test image). Records which target positions have a copy."""
-    from .io import atomic_path, write_json
+    from .io import write_csv, write_json
 
     matches = find_overlap(
         _task_prints(source_prints, source_meta),
@@ -367,9 +365,7 @@ def audit_overlap(
         near_bits,
         near_correlation,
     )
-    table = matches_table(matches, source_meta["files"], target_meta["files"])
-    with atomic_path(pairs_path) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(matches_table(matches, source_meta["files"], target_meta["files"]), pairs_path)
     matched = {
         kind: sorted(set(matches.b[matches.kind == kind].tolist()))
         for kind in (KIND_EXACT, KIND_NEAR)
@@ -469,8 +465,8 @@ def write_audit_report(
     task_files: list[str], overlap_files: list[str], split_files: list[str], outputs: dict
 ) -> None:
     """results/audit/: tasks.csv, overlap.csv, splits.csv and summary.md (all three)."""
-    from .io import read_json, write_text
-    from .reporting import to_markdown, write_csv
+    from .io import read_json, write_csv, write_text
+    from .reporting import to_markdown
 
     tasks, overlaps, splits = audit_report(
         [read_json(f) for f in task_files],

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from .config import NO_SOURCE
-from .io import atomic_path, write_text
-from .reporting import SOURCE_LABELS, to_latex, to_markdown, write_csv
+from .io import atomic_path, write_csv, write_text
+from .reporting import SOURCE_LABELS, to_latex, to_markdown
 from .runs import read_runs, runs_frame
 
 

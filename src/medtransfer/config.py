@@ -75,6 +75,34 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return data
 
 
+MAX_CONFIG_NODES = 100_000  # a paper-size config has a few thousand keys and values
+
+
+def refuse_alias_bombs(config: Any, limit: int = MAX_CONFIG_NODES) -> None:
+    """Refuse a config whose YAML aliases (*name) expand beyond `limit` keys and values.
+
+    A 2 KB file of nested aliases can stand for 10^9 values: Snakemake's own config merge and
+    dump then walk every one (hours, or MemoryError). Aliases load as shared objects, so the
+    expanded size is counted once per distinct object, in time proportional to the file.
+    """
+    sizes: dict[int, int] = {}
+
+    def expanded(value: Any) -> int:
+        if not isinstance(value, dict | list):
+            return 1
+        if id(value) not in sizes:
+            children = value.values() if isinstance(value, dict) else value
+            sizes[id(value)] = 1 + sum(expanded(child) for child in children)
+        return sizes[id(value)]
+
+    for key, value in config.items():
+        if expanded(value) > limit:
+            raise ConfigError(
+                f"config key {key!r} expands to over {limit:,} values through YAML aliases "
+                "(*name): refused before anything walks it; write the values out"
+            )
+
+
 def validate_schema(config: dict[str, Any], schema_path: str | Path) -> None:
     """JSON-schema validation that fills defaults, as snakemake.utils.validate does (the
     workflow's schema is workflow/schemas/config.schema.yaml). A violation is told in a few
@@ -266,6 +294,11 @@ def check_data_present(
     """Every dataset and weights file the grid reads is in place or has a `download:`;
     else one error lists each missing one with its path."""
     root = Path(data_root)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(
+            f"data_root {config['data_root']!r} is a file, not a folder ({root}); set it to "
+            "the folder that holds the datasets"
+        )
     used = {config["tasks"][t]["dataset"] for t in [*config["targets"], *trained]}
     wanted = [(f"datasets.{name}.path", config["datasets"][name]["path"]) for name in sorted(used)]
     wanted += [(f"pretrained.{name}.weights", config["pretrained"][name]["weights"])

@@ -30,11 +30,12 @@ from .io import atomic_path, write_json
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".webp"}
-# Pillow refuses an image that declares more than twice this many pixels before decoding it
-# (a decompression bomb: a small file declaring 30,000 x 30,000 took 8.7 GB and 3 minutes);
-# 100 megapixels is ten times the largest fundus photo, and such a file is skipped and
-# counted like any unreadable image.
-Image.MAX_IMAGE_PIXELS = 100_000_000
+# A decompression bomb (a small file declaring 30,000 x 30,000 pixels) took 8.7 GB and 3
+# minutes to decode: images declaring more than prepare.max_image_megapixels are skipped
+# before decoding, counted like any unreadable image. Pillow's own guard (it refuses twice
+# its limit on open) backs that up wherever else an image is opened.
+DEFAULT_MAX_PIXELS = 100_000_000
+Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
@@ -356,10 +357,20 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_rgb(dataset: Dataset, index: int, size: int) -> Image.Image:
+def decode_rgb(
+    dataset: Dataset, index: int, size: int, max_pixels: float = DEFAULT_MAX_PIXELS
+) -> Image.Image:
     """Decode one item as RGB, big JPEGs at a fraction of their size (DCT scaling) that is
-    still at least `size` on each side."""
+    still at least `size` on each side; refuse, before decoding, one declaring more than
+    `max_pixels`."""
     with dataset.open(index) as image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise DataError(
+                f"{dataset.items[index].ref} declares {width} x {height} pixels "
+                f"({width * height / 1e6:.0f} megapixels), over prepare.max_image_megapixels "
+                f"({max_pixels / 1e6:g}): not decoded"
+            )
         if image.format == "JPEG":
             image.draft("RGB", (size, size))
         image.load()
@@ -402,6 +413,8 @@ def prepare_dataset(
     index_path: str | Path,
     threads: int = 1,
     fingerprints_path: str | Path | None = None,
+    max_image_megapixels: float = DEFAULT_MAX_PIXELS / 1e6,
+    max_array_gb: float | None = None,
 ) -> dict[str, Any]:
     """Decode every image that any of `tasks` takes from a dataset, once, into one .npy, and
     fingerprint each for the leakage audit (`fingerprints.npz` beside the images, row for row).
@@ -422,6 +435,10 @@ def prepare_dataset(
         for i in selected.indices:
             sources.setdefault(dataset.items[i].ref, (dataset, i))
     refs = list(sources)
+    _check_array_size(dataset_name, len(refs), size, max_array_gb)
+    max_pixels = max_image_megapixels * 1e6
+    # Pillow refuses on open at twice its limit: keep that above ours, so ours names the file
+    Image.MAX_IMAGE_PIXELS = max(DEFAULT_MAX_PIXELS, int(max_pixels))
     log.info(
         "dataset %s: %d images for task(s) %s at %d px, %d threads",
         dataset_name,
@@ -432,7 +449,9 @@ def prepare_dataset(
     )
     with atomic_path(images_path) as tmp_images:
         prints = Fingerprints.empty(len(refs))
-        failures = _decode_into(tmp_images, [sources[r] for r in refs], size, threads, prints)
+        failures = _decode_into(
+            tmp_images, [sources[r] for r in refs], size, threads, prints, max_pixels
+        )
         for name, (dataset, selected) in listings.items():
             task_refs = [dataset.items[i].ref for i in selected.indices]
             _check_failures(task_refs, failures, max_bad_fraction, name)
@@ -456,6 +475,18 @@ def prepare_dataset(
     }
     write_json(index_path, index)
     return index
+
+
+def _check_array_size(dataset_name: str, n: int, size: int, max_gb: float | None) -> None:
+    """Refuse, before allocating, an images.npy that would not fit (image_size 4096 would make
+    Natural Images alone 16 GB)."""
+    gigabytes = n * size * size * 3 / 1e9
+    if max_gb is not None and gigabytes > max_gb:
+        raise ConfigError(
+            f"datasets.{dataset_name}: {n} images at {size} px make a {gigabytes:.1f} GB "
+            f"images.npy, over prepare.max_array_gb ({max_gb:g}); lower image_size, cap the "
+            "tasks (tasks.<name>.max_per_class) or raise the limit"
+        )
 
 
 def _task_rows(
@@ -506,6 +537,7 @@ def _decode_into(
     size: int,
     threads: int,
     prints: Fingerprints,
+    max_pixels: float = DEFAULT_MAX_PIXELS,
 ) -> dict[str, str]:
     """Decode (dataset, index) images in parallel into a new .npy at `path` and fingerprint
     them into `prints`; return failures.
@@ -519,7 +551,7 @@ def _decode_into(
     def decode(position: int) -> None:
         dataset, index = sources[position]
         try:
-            rgb = decode_rgb(dataset, index, size)
+            rgb = decode_rgb(dataset, index, size, max_pixels)
             array[position] = resized(rgb, size)
             fingerprint_into(prints, position, rgb)
         except Exception as error:  # any decoder failure means: skip this file

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,29 +24,73 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{target.name}", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates the file readable by its owner only; a result is shared like any
+        # file open() would create, under the process umask
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Remove what a killed writer of `target` left (its '.tmp-XXXXXXXX-<name>' files).
+
+    One job writes one output, so any such file beside it is from an earlier, killed try.
+    """
+    if not target.parent.is_dir():
+        return []
+    pattern = re.compile(r"\.tmp-[A-Za-z0-9_]{8}-" + re.escape(target.name))
+    stale = [p for p in target.parent.iterdir() if pattern.fullmatch(p.name)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
+    # surrogate escapes carry file names that are not UTF-8 through as their original bytes
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
+
+
+def write_csv(frame: Any, path: str | os.PathLike, float_format: str | None = "%.6f") -> None:
+    """A pandas frame as CSV, written like write_text (file names as their bytes)."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(
+            tmp,
+            index=False,
+            float_format=float_format,
+            encoding="utf-8",
+            errors="surrogateescape",
+        )
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+class UnreadableFile(ValueError):
+    """A result file that is not what its writer wrote (truncated, edited); names the file."""
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path) as handle:
-        return json.load(handle)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UnreadableFile(f"{path} is not a complete JSON file: {error}") from None
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

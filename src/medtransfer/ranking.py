@@ -546,8 +546,7 @@ def write_transferability_report(
     outputs: dict[str, str],
 ) -> pd.DataFrame:
     """estimates.csv (every estimate), tau.csv / tau.md and the figure of one architecture."""
-    from .io import write_text
-    from .reporting import write_csv
+    from .io import write_csv, write_text
     from .runs import read_runs
 
     estimates = read_estimates(estimate_files)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .config import IMAGENET, NO_SOURCE, same_data
-from .io import atomic_path, write_text
+from .io import atomic_path, write_csv, write_text
 from .runs import Run, group_runs, no_transfer_means, read_runs, runs_frame
 
 SOURCE_LABELS = {NO_SOURCE: "No transfer", IMAGENET: "ImageNet"}
@@ -195,11 +195,6 @@ def to_latex(table: pd.DataFrame, caption: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_csv(frame: pd.DataFrame, path: str, float_format: str = "%.6f") -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format=float_format)
-
-
 CELLS_NOTE = "Cells: macro one-vs-rest ROC AUC, mean ± maximum deviation over seeds."
 
 
@@ -339,8 +334,7 @@ def write_figure3(
     import matplotlib.pyplot as plt
 
     data = figure3_data(config, pd.read_csv(table_csv), sources)
-    with atomic_path(data_csv) as tmp:
-        data.to_csv(tmp, index=False, float_format="%.6f")
+    write_csv(data, data_csv, float_format="%.6f")
     fig = figure3_plot(data)
     for path in (png, pdf):
         with atomic_path(path) as tmp:

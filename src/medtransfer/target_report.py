@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .io import atomic_path, write_text
-from .reporting import to_markdown, write_csv
+from .io import atomic_path, write_csv, write_text
+from .reporting import to_markdown
 from .runs import Run, predictions, read_runs
 
 

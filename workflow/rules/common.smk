@@ -498,6 +498,18 @@ TRANSFERABILITY = ["estimates.csv", "tau.csv", "tau.md", "estimates.png"]
 # The first architecture's Table II and Figure 3 are also the grid's, at results/ (with one
 # architecture, as every config before architectures existed, they are the same files).
 PRIMARY = ["table2.csv", "table2.md", "table2.tex", "figure3.png"]
+
+
+def stale_primary_copies():
+    """Copies at results/ whose first-architecture original is gone (its job failed)."""
+    return [
+        f"results/{name}"
+        for name in PRIMARY
+        if os.path.exists(f"results/{name}")
+        and not os.path.exists(f"results/{ARCHS[0]}/{name}")
+    ]
+
+
 CROSS_ARCHITECTURE = [
     "results/architectures.csv",
     "results/architectures.md",

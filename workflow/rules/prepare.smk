@@ -17,7 +17,7 @@ rule prepare:
         dataset=lambda w: config["datasets"][w.dataset],
         tasks=lambda w: tasks_of(w.dataset),
         data_root=DATA_ROOT,
-        max_bad_fraction=config["prepare"]["max_bad_fraction"],
+        limits=config["prepare"],
     script:
         "../scripts/prepare.py"
 

@@ -12,9 +12,11 @@ with job_logging(snakemake):
         snakemake.params.tasks,
         snakemake.params.data_root,
         int(snakemake.wildcards.size),
-        snakemake.params.max_bad_fraction,
+        snakemake.params.limits["max_bad_fraction"],
         snakemake.output.images,
         snakemake.output.index,
         snakemake.threads,
         snakemake.output.fingerprints,
+        snakemake.params.limits["max_image_megapixels"],
+        snakemake.params.limits["max_array_gb"],
     )
