@@ -434,3 +434,12 @@ def test_labels_csv_with_a_byte_order_mark_and_number_spellings(tmp_path, caplog
     dataset = open_dataset(spec, tmp_path)  # the BOM no longer hides the image_id column
     assert sorted(item.label for item in dataset.items) == ["1", "1"]  # one class, not two
     assert "1 row(s) with an empty label left out (lines 4)" in caplog.text
+
+
+def test_rows_with_an_empty_label_are_counted_in_the_task_meta(tmp_path):
+    spec = lesion_folder(tmp_path, "image_id,label\na,1\nb,0\nc, \n")
+    out = tmp_path / "out"
+    index = prepare_dataset("lesions", spec, {"t": {"dataset": "lesions"}}, tmp_path, 32, 0.0,
+                            out / "images.npy", out / "index.json")  # fmt: skip
+    meta = task_meta(index, "t")
+    assert meta["unlabelled_rows"] == 1 and meta["n_images"] == 2

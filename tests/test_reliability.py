@@ -140,3 +140,29 @@ def test_an_alias_bomb_in_a_config_fails_within_seconds_naming_the_key(tmp_path,
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "'bomb' expands to over 100,000 values" in result.stdout + result.stderr
+
+
+def test_sigterm_stops_a_grid_cleanly_after_its_running_jobs(tmp_path, shared_data):
+    """`kill <snakemake pid>` (SIGTERM): Snakemake starts no new job, lets the running one
+    finish, and leaves no process behind; the next run goes on from there, redoing nothing."""
+    config = write_config(tmp_path / "config.yaml", shared_data, "fault.yaml")
+    command = snakemake_command(tmp_path, config, "--cores", "2")
+    job = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    state = tmp_path / CHECKPOINT.format(arch="vgg16")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and job.poll() is None and not state.is_file():
+        time.sleep(0.05)
+    assert job.poll() is None, "the grid finished before it could be stopped"
+    os.kill(job.pid, signal.SIGTERM)  # Snakemake alone, as `kill PID` does
+    job.wait(timeout=300)
+    with pytest.raises(ProcessLookupError):  # nothing of the grid is still running
+        os.killpg(job.pid, 0)
+    finetuned = tmp_path / "results/vgg16/finetune/isic/none/all/seed0/training.json"
+    assert finetuned.is_file(), "the running fine-tuning job did not finish"
+    assert not (tmp_path / RUN.format(arch="vgg16")).exists(), "a job started after SIGTERM"
+    stamp = finetuned.stat().st_mtime_ns
+    snakemake(tmp_path, config, "--cores", "2")
+    assert (tmp_path / RUN.format(arch="vgg16")).is_file()
+    assert finetuned.stat().st_mtime_ns == stamp, "the finished fine-tuning ran again"

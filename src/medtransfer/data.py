@@ -54,9 +54,15 @@ class Item:
 class Dataset:
     """A list of items and a way to open each one as an image."""
 
-    def __init__(self, items: list[Item], opener: Callable[[int], Image.Image]):
+    def __init__(
+        self,
+        items: list[Item],
+        opener: Callable[[int], Image.Image],
+        unlabelled_rows: int = 0,
+    ):
         self.items = items
         self._opener = opener
+        self.unlabelled_rows = unlabelled_rows  # label-file rows left out for an empty label
 
     def open(self, index: int) -> Image.Image:
         return self._opener(index)
@@ -190,7 +196,7 @@ def csv_dataset(root: Path, spec: dict[str, Any]) -> Dataset:
             f"{csv_path}: {'; '.join(problems)} (set on_mismatch: skip to leave them out)"
         )
     items = with_group_keys(items, root, groups if "pattern" in groups else None)
-    return Dataset(items, _file_opener(items))
+    return Dataset(items, _file_opener(items), unlabelled_rows=len(unlabelled))
 
 
 def with_numeric_labels_canonical(items: list[Item]) -> list[Item]:
@@ -518,6 +524,7 @@ def _task_rows(
             if item.ref in failures
         ],
         "left_out_labels": selected.left_out,
+        "unlabelled_rows": dataset.unlabelled_rows,
     }
 
 
