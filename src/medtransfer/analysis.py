@@ -21,8 +21,7 @@ from scipy import linalg
 from scipy.stats import spearmanr
 
 from .config import NO_SOURCE
-from .io import atomic_path, read_json
-from .reporting import write_csv
+from .io import atomic_path, read_csv, read_json, write_csv
 from .runs import no_transfer_means, read_runs, runs_frame
 
 IMAGENET_IMAGES_PER_CLASS = 1_281_167 / 1000  # ILSVRC-2012 train set
@@ -190,7 +189,7 @@ def write_analysis(
     source_info_files: dict[str, str | None],
     outputs: dict[str, str],
 ) -> None:
-    summary = pd.read_csv(table_csv)
+    summary = read_csv(table_csv)
     gain_table = gains(summary, fe_method, ft_method)
     similarity = similarity_table(pairs, gain_table)
     write_csv(similarity, outputs["similarity_csv"])

@@ -77,6 +77,16 @@ def write_csv(frame: Any, path: str | os.PathLike, float_format: str | None = "%
         )
 
 
+def read_csv(path: str | os.PathLike, **options: Any) -> Any:
+    """A CSV this workflow wrote, as a pandas frame; a damaged one is refused by name."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, encoding="utf-8", encoding_errors="surrogateescape", **options)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise UnreadableFile(f"{path} is not a complete CSV file: {error}") from None
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
 

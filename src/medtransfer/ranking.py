@@ -29,7 +29,7 @@ import pandas as pd
 from scipy.stats import kendalltau, weightedtau
 
 from .config import NO_SOURCE
-from .io import atomic_path
+from .io import atomic_path, read_csv
 from .runs import Run
 
 MIN_SOURCES = 3
@@ -104,7 +104,7 @@ def knn_seeds(
 
 def read_estimates(paths: list[str]) -> pd.DataFrame:
     """The transferability CSVs of a grid (one per target and source), one frame."""
-    frames = [pd.read_csv(path) for path in paths]
+    frames = [read_csv(path) for path in paths]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -442,7 +442,7 @@ def benchmark_seconds(path: Path) -> float | None:
     one."""
     if not path.exists():
         return None
-    frame = pd.read_csv(path, sep="\t")
+    frame = read_csv(path, sep="\t")
     return float(frame["s"].iloc[0]) if "s" in frame and len(frame) else None
 
 
@@ -573,7 +573,7 @@ def read_cka(paths: list[str]) -> pd.DataFrame:
     frames = []
     for path in paths:
         parts = Path(path).parts
-        frame = pd.read_csv(path)
+        frame = read_csv(path)
         frames.append(
             frame.assign(
                 target=parts[-5], source=parts[-4], variant=parts[-3], seed=int(parts[-2][4:])

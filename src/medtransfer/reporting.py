@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .config import IMAGENET, NO_SOURCE, same_data
-from .io import atomic_path, write_csv, write_text
+from .io import atomic_path, read_csv, write_csv, write_text
 from .runs import Run, group_runs, no_transfer_means, read_runs, runs_frame
 
 SOURCE_LABELS = {NO_SOURCE: "No transfer", IMAGENET: "ImageNet"}
@@ -333,7 +333,7 @@ def write_figure3(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = figure3_data(config, pd.read_csv(table_csv), sources)
+    data = figure3_data(config, read_csv(table_csv), sources)
     write_csv(data, data_csv, float_format="%.6f")
     fig = figure3_plot(data)
     for path in (png, pdf):

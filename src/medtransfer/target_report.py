@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .io import atomic_path, write_csv, write_text
+from .io import atomic_path, read_csv, write_csv, write_text
 from .reporting import to_markdown
 from .runs import Run, predictions, read_runs
 
@@ -167,7 +167,7 @@ def write_target_report(
     runs = read_runs(run_files)
     roc_figure(runs, outputs["roc"])
     confusion_figure(runs, outputs["confusion"])
-    histories = {"/".join(path.split("/")[-4:-1]): pd.read_csv(path) for path in history_files}
+    histories = {"/".join(path.split("/")[-4:-1]): read_csv(path) for path in history_files}
     training_figure(histories, outputs["training"])
     table = f1_table(runs)
     write_csv(table, outputs["f1_csv"])

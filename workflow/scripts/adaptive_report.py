@@ -4,10 +4,9 @@ from pathlib import Path
 
 import _checkout  # noqa: F401  (this checkout's package)
 
-from medtransfer.io import read_json, write_text
+from medtransfer.io import read_json, write_csv, write_text
 from medtransfer.jobs import job_logging
 from medtransfer.ranking import adaptive_markdown, adaptive_table
-from medtransfer.reporting import write_csv
 
 with job_logging(snakemake):
     choices = [read_json(path) for path in snakemake.input.chosen]

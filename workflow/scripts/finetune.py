@@ -15,7 +15,7 @@ with job_logging(snakemake, skip_teardown=True) as log:
     import pandas as pd
 
     from medtransfer.data import load_prepared
-    from medtransfer.io import read_json, save_npy, write_json, write_text
+    from medtransfer.io import read_json, save_npy, write_csv, write_json, write_text
     from medtransfer.models import (
         feature_layer_name,
         predict_outputs,
@@ -24,7 +24,6 @@ with job_logging(snakemake, skip_teardown=True) as log:
         stage_grams,
         with_new_head,
     )
-    from medtransfer.reporting import write_csv
     from medtransfer.training import history_csv, remove_checkpoint, train
     from medtransfer.transferability import cka_rows, probe_rows
 

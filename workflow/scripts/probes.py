@@ -2,9 +2,9 @@
 
 import _checkout  # noqa: F401  (this checkout's package)
 
+from medtransfer.io import write_csv
 from medtransfer.jobs import job_logging
 from medtransfer.ranking import read_cka, read_estimates, write_probe_figures
-from medtransfer.reporting import write_csv
 
 with job_logging(snakemake):
     cka = read_cka(list(snakemake.input.cka))

@@ -1,9 +1,8 @@
 """split: seeded train/val/test indices that keep each group of images in one split."""
 
 import _checkout  # noqa: F401  (this checkout's package)
-import pandas as pd
 
-from medtransfer.io import read_json, write_json
+from medtransfer.io import read_csv, read_json, write_json
 from medtransfer.jobs import job_logging
 from medtransfer.splits import Duplicates, make_split
 
@@ -15,7 +14,7 @@ with job_logging(snakemake) as log:
         p.val,
         p.test,
         p.mode,
-        Duplicates.from_table(pd.read_csv(snakemake.input.pairs)),
+        Duplicates.from_table(read_csv(snakemake.input.pairs)),
         p.merge_near,
         p.on_leak,
         p.size_tolerance,
