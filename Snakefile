@@ -29,6 +29,10 @@ min_version("9.0")
 # scripts folder itself stays off sys.path.
 runpy.run_path(f"{workflow.basedir}/workflow/scripts/_checkout.py")
 from medtransfer.config import load_config, refuse_alias_bombs
+from medtransfer.snakemake_locks import keep_other_runs_locks
+
+# Snakemake >= 9.17 deletes every run's locks when one ends: keep the others' (see module)
+keep_other_runs_locks()
 
 # before anything walks the config: nested YAML aliases can stand for 10^9 values
 refuse_alias_bombs(config)

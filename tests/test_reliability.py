@@ -166,3 +166,19 @@ def test_sigterm_stops_a_grid_cleanly_after_its_running_jobs(tmp_path, shared_da
     snakemake(tmp_path, config, "--cores", "2")
     assert (tmp_path / RUN.format(arch="vgg16")).is_file()
     assert finetuned.stat().st_mtime_ns == stamp, "the finished fine-tuning ran again"
+
+
+def test_a_run_that_ends_keeps_another_runs_locks(tmp_path, shared_data):
+    """Snakemake >= 9.17 removed every lock when any run ended; the workflow keeps the other
+    runs' (medtransfer.snakemake_locks), and `--unlock` still clears them all."""
+    config = write_config(tmp_path / "config.yaml", shared_data, "fault.yaml")
+    locks = tmp_path / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    other = locks / "7.output.lock"  # what a run on another target holds
+    other.write_text(f"{tmp_path}/results/vgg16/runs/blood/none/ft-svm/seed0.json\n")
+    snakemake(tmp_path, config, "results/prepared/isic_archive/32px/index.json", "--cores", "1")
+    assert (tmp_path / "results/prepared/isic_archive/32px/index.json").is_file()
+    assert other.is_file(), "the ending run removed another run's lock"
+    assert [p.name for p in locks.iterdir()] == [other.name], "it left its own locks"
+    snakemake(tmp_path, config, "--unlock")
+    assert not other.exists()
