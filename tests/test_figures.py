@@ -9,8 +9,9 @@ import pytest
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
+from medtransfer.analysis import gain_scatter  # noqa: E402
 from medtransfer.compare import architectures_figure  # noqa: E402
-from medtransfer.reporting import figure3_plot  # noqa: E402
+from medtransfer.reporting import figure3_plot, source_colour  # noqa: E402
 
 
 def layout_problems(fig) -> list[str]:
@@ -21,9 +22,9 @@ def layout_problems(fig) -> list[str]:
     problems = []
     for ax in fig.axes:
         area = ax.get_window_extent(renderer)
-        legend = ax.get_legend()
-        if legend is not None and legend.get_window_extent(renderer).overlaps(area):
-            problems.append(f"legend over the data of '{ax.get_title()}'")
+        for legend in [ax.get_legend(), *fig.legends]:
+            if legend is not None and legend.get_window_extent(renderer).overlaps(area):
+                problems.append(f"legend over the data of '{ax.get_title()}'")
         for label in [*ax.get_xticklabels(), *ax.get_yticklabels()]:
             box = label.get_window_extent(renderer)
             if label.get_text() and not (
@@ -57,7 +58,8 @@ def test_figure3_layout(data):
     assert layout_problems(fig) == []
     ax = fig.axes[0]
     legend = [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []
-    assert ("FE" in legend) == ("FE" in set(data[data.source != "No transfer"].kind))
+    has_fe = any(text.startswith("FE") for text in legend)
+    assert has_fe == ("FE" in set(data[data.source != "No transfer"].kind))
     ticks = [t.get_text() for t in ax.get_xticklabels()]
     assert all("target" in t for t in ticks)  # each mean says how many targets it covers
 
@@ -93,3 +95,32 @@ def test_architectures_figure_layout_and_bars_under_their_ticks():
     pairs = zip(legend.get_texts(), legend.legend_handles, strict=True)
     colours = {text.get_text(): handle.get_facecolor() for text, handle in pairs}
     assert colours["natural FE"] != colours["natural FT"] != colours["catdog FT"]
+
+
+def gains_frame(sources: list[str], targets: list[str]) -> pd.DataFrame:
+    rows = [{"source": s, "target": t, "frechet_distance": 10.0 + i + 0.3 * j,
+             "ft_gain": 0.01 * (i - j), "fe_gain": -0.01 * (i + j)}
+            for i, s in enumerate(sources) for j, t in enumerate(targets)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_similarity_scatter_has_no_overlapping_labels_and_the_sources_colours():
+    """Text beside each point overlapped; now colour = source, shape = target, one legend."""
+    sources = ["none", "imagenet", "natural", "catdog", "chest"]
+    frame = gains_frame(sources[1:], ["isic", "blood", "chest"])
+    fig = gain_scatter(frame, "frechet_distance", "distance", "title", sources)
+    assert layout_problems(fig) == []
+    assert not [t for ax in fig.axes for t in ax.texts], "no text labels beside points"
+    points = fig.axes[0].collections
+    colours = {tuple(p.get_facecolor()[0][:3]) for p in points}
+    assert colours == {tuple(source_colour(sources, s)[:3]) for s in sources[1:]}
+
+
+def test_a_source_has_one_colour_in_every_figure():
+    """Figure 3 labels sources ('No transfer', 'ImageNet'), the others name them: one hue."""
+    by_name = ["none", "imagenet", "natural", "catdog"]
+    labelled = ["No transfer", "ImageNet", "natural", "catdog"]
+    for name, label in zip(by_name, labelled, strict=True):
+        for kind in ("FE", "FT"):
+            assert source_colour(by_name, name, kind) == source_colour(labelled, label, kind)
+    assert source_colour(by_name, "natural", "FE") != source_colour(by_name, "natural", "FT")

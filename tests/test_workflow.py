@@ -304,9 +304,25 @@ def test_one_target_table_schedules_only_that_target(tmp_path, shared_data):
 
 def test_html_report(small_grid, copy_of):
     workdir = copy_of(small_grid)
-    snakemake(workdir, workdir / "config.yaml", "--report", "report.html")
+    result = snakemake(workdir, workdir / "config.yaml", "--report", "report.html")
     html = (workdir / "report.html").read_text(errors="replace")
     assert "table2.csv" in html and "figure3.png" in html and "block1_conv2.png" in html
+    assert "Duplicate explicit target name" not in result.stdout + result.stderr
+
+
+def test_html_report_of_a_partial_grid(small_grid, copy_of):
+    """A grid stopped after its source networks: the report shows what has been built."""
+    workdir = copy_of(small_grid)
+    upstream = {"prepared", "tasks", "splits", "audit", "models"}
+    for path in (workdir / "results").iterdir():
+        if path.name not in {"vgg16", *upstream}:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for path in (workdir / "results" / "vgg16").iterdir():
+        if path.name not in upstream:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    snakemake(workdir, workdir / "config.yaml", "--report", "report.html")
+    html = (workdir / "report.html").read_text(errors="replace")
+    assert "history.csv" in html or "summary.md" in html
 
 
 def test_stats_recompute_an_interval_and_a_difference(small_grid):

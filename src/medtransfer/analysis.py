@@ -22,6 +22,7 @@ from scipy.stats import spearmanr
 
 from .config import NO_SOURCE
 from .io import atomic_path, read_csv, read_json, write_csv
+from .reporting import source_colour
 from .runs import no_transfer_means, read_runs, runs_frame
 
 IMAGENET_IMAGES_PER_CLASS = 1_281_167 / 1000  # ILSVRC-2012 train set
@@ -107,33 +108,66 @@ def rank_correlation(x: pd.Series, y: pd.Series) -> tuple[float, float]:
 
 
 def _scatter(
-    frame: pd.DataFrame, x: str, xlabel: str, title: str, path: str, log_x: bool = False
+    frame: pd.DataFrame,
+    x: str,
+    xlabel: str,
+    title: str,
+    path: str,
+    source_order: list[str] | None = None,
+    log_x: bool = False,
 ) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = gain_scatter(frame, x, xlabel, title, source_order, log_x)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def gain_scatter(
+    frame: pd.DataFrame,
+    x: str,
+    xlabel: str,
+    title: str,
+    source_order: list[str] | None = None,
+    log_x: bool = False,
+):
+    """FT and FE gains over No transfer against `x`, a point per source (colour) and target
+    (shape), the legend beside the panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    sources = list(dict.fromkeys(frame.source))
+    order = source_order or sources
+    targets = list(dict.fromkeys(frame.target)) if "target" in frame else [None]
+    markers = dict(zip(targets, "osD^vP*X<>", strict=False))
+    # points coloured by source (its colour of every figure), shaped by target: text labels
+    # beside a dozen points overlapped
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4), sharey=True)
     for ax, kind in zip(axes, ("ft_gain", "fe_gain"), strict=True):
         rho, p = rank_correlation(frame[x], frame[kind])
         ax.axhline(0, color="grey", lw=0.8)
-        ax.scatter(frame[x], frame[kind])
         for _, row in frame.iterrows():
-            ax.annotate(
-                f"{row.source}→{row.target}" if "target" in row else row.source,
-                (row[x], row[kind]),
-                fontsize=6,
-            )
+            target = row.target if "target" in row else None
+            ax.scatter(row[x], row[kind], color=source_colour(order, row.source),
+                       marker=markers.get(target, "o"), s=36)  # fmt: skip
         if log_x:
             ax.set_xscale("log")
         ax.set(xlabel=xlabel, title=f"{kind[:2].upper()} gain (Spearman ρ={rho:.2f}, p={p:.2f})")
     axes[0].set_ylabel("AUC gain over No transfer")
+    handles = [Patch(color=source_colour(order, s), label=s) for s in sources]
+    handles += [Line2D([], [], ls="", marker=markers[t], color="black", label=t)
+                for t in targets if t is not None]  # fmt: skip
+    legend_title = "source (colour)\ntarget (shape)" if targets != [None] else "source"
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.86, 0.5), frameon=False,
+               title=legend_title)  # fmt: skip
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    fig.tight_layout(rect=(0, 0, 0.85, 1))  # the right seventh holds the legend
+    return fig
 
 
 def similarity_table(pairs: list[dict[str, str]], gain_table: pd.DataFrame) -> pd.DataFrame:
@@ -188,7 +222,9 @@ def write_analysis(
     pairs: list[dict[str, str]],
     source_info_files: dict[str, str | None],
     outputs: dict[str, str],
+    sources: list[str] | None = None,
 ) -> None:
+    """`sources`: the grid's, in its order, which gives each source its colour."""
     summary = read_csv(table_csv)
     gain_table = gains(summary, fe_method, ft_method)
     similarity = similarity_table(pairs, gain_table)
@@ -199,6 +235,7 @@ def write_analysis(
         "Fréchet distance, source vs target features",
         "Closer sources (left) should help more if similarity drives transfer",
         outputs["similarity_png"],
+        sources,
     )
     infos = {s: (read_json(p) if p else None) for s, p in source_info_files.items()}
     per_class = data_per_class_table(infos, gain_table)
@@ -209,6 +246,7 @@ def write_analysis(
         "source training images per class",
         "Does transfer follow the amount of source data per class?",
         outputs["data_png"],
+        sources,
         log_x=True,
     )
     write_csv(correlation_table(similarity, per_class), outputs["correlations"])

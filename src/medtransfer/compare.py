@@ -17,7 +17,7 @@ import pandas as pd
 
 from .config import NO_SOURCE
 from .io import atomic_path, write_csv, write_text
-from .reporting import SOURCE_LABELS, to_latex, to_markdown
+from .reporting import SOURCE_LABELS, source_colour, to_latex, to_markdown
 from .runs import read_runs, runs_frame
 
 
@@ -127,8 +127,9 @@ def architectures_figure(data: pd.DataFrame, archs: list[str], sources: list[str
         for i, (source, kind) in enumerate(present):
             label = (f"{SOURCE_LABELS.get(source, source)} {kind}" if source != NO_SOURCE
                      else SOURCE_LABELS[NO_SOURCE])  # fmt: skip
+            colour = source_colour(sources, source, kind)
             drawn = ax.bar(start + (i + 0.5) * width, mine.loc[(source, kind), "mean_auc"],
-                           width, color=bar_colour(sources, source, kind), label=label)  # fmt: skip
+                           width, color=colour, label=label)  # fmt: skip
             handles.setdefault((source, kind), drawn)
         n = int(mine.n_targets.max()) if len(mine) else 0
         ticks.append(f"{arch}\n({n} target{'s' if n != 1 else ''})")
@@ -141,14 +142,3 @@ def architectures_figure(data: pd.DataFrame, archs: list[str], sources: list[str
               bbox_to_anchor=(1.01, 1), frameon=False)  # fmt: skip
     fig.tight_layout()
     return fig
-
-
-def bar_colour(sources: list[str], source: str, kind: str) -> tuple:
-    """One hue per source, FT dark and FE light (tab20's pairs); No transfer grey."""
-    import matplotlib.pyplot as plt
-
-    if source == NO_SOURCE:
-        return (0.5, 0.5, 0.5)
-    colours = plt.get_cmap("tab20").colors
-    hue = [s for s in sources if s != NO_SOURCE].index(source) % 7  # pair 7 is tab20's grey
-    return colours[2 * hue + (kind == "FE")]

@@ -293,8 +293,17 @@ def write_table2(
     return table
 
 
-# FE and FT keep their colours in every figure that pairs them
-KIND_COLOURS = {"FE": "#4C72B0", "FT": "#DD8452"}
+def source_colour(sources: list[str], source: str, kind: str = "FT") -> tuple:
+    """One hue per source in every figure, FT dark and FE light (tab20's pairs); No transfer
+    grey."""
+    import matplotlib.pyplot as plt
+
+    baseline = (NO_SOURCE, SOURCE_LABELS[NO_SOURCE])  # by name or as labelled
+    if source in baseline:
+        return (0.5, 0.5, 0.5)
+    colours = plt.get_cmap("tab20").colors
+    hue = [s for s in sources if s not in baseline].index(source) % 7  # pair 7 is grey
+    return colours[2 * hue + (kind == "FE")]
 
 
 def figure3_data(config: dict[str, Any], summary: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
@@ -335,7 +344,7 @@ def write_figure3(
 
     data = figure3_data(config, read_csv(table_csv), sources)
     write_csv(data, data_csv, float_format="%.6f")
-    fig = figure3_plot(data)
+    fig = figure3_plot(data, [SOURCE_LABELS.get(s, s) for s in sources])
     for path in (png, pdf):
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=150, bbox_inches="tight")
@@ -343,16 +352,19 @@ def write_figure3(
     return data
 
 
-def figure3_plot(data: pd.DataFrame):
-    """Figure 3 of `figure3_data`: FE and FT bars per source, No transfer over the same
-    targets dashed, the legend outside the axes."""
+def figure3_plot(data: pd.DataFrame, source_order: list[str] | None = None):
+    """Figure 3 of `figure3_data`: FE (light) and FT (dark) bars per source in its colour of
+    every figure (`source_colour` over `source_order`, the grid's sources as labelled), No
+    transfer over the same targets dashed, the legend outside the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     bars = data[data.source != SOURCE_LABELS[NO_SOURCE]]
     labels = list(dict.fromkeys(bars.source))
+    order = source_order or labels
     x = np.arange(len(labels))
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(labels) + 3), 4))
     kinds = [k for k in ("FE", "FT") if k in set(bars.kind)]
@@ -365,8 +377,7 @@ def figure3_plot(data: pd.DataFrame):
             width,
             yerr=part.std_over_targets.where(part.n_targets > 1),  # no spread of one target
             capsize=4,
-            label=kind,
-            color=KIND_COLOURS[kind],
+            color=[source_colour(order, label, kind) for label in labels],
         )
     reference = bars.drop_duplicates("source").set_index("source").reindex(labels)
     for i, value in enumerate(reference.no_transfer_same_targets):
@@ -381,7 +392,11 @@ def figure3_plot(data: pd.DataFrame):
     ax.set_ylim(0, 1)
     ax.set_title("Mean performance per source")
     if labels:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+        shades = [Patch(color=(0.75, 0.75, 0.75), label="FE (light)"),
+                  Patch(color=(0.45, 0.45, 0.45), label="FT (dark)")]  # fmt: skip
+        kept = [s for s in shades if s.get_label()[:2] in kinds]
+        handles = kept + [h for h in ax.get_legend_handles_labels()[0]]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     else:
         message = "no transfer source with FE or FT runs in this grid:\nnothing to compare"
         ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)

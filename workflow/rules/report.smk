@@ -239,6 +239,7 @@ rule analyse:
     params:
         pairs=lambda w: similarity_pairs(w.arch),
         source_infos=lambda w: source_infos(w.arch),
+        sources=lambda w: SOURCES_OF[w.arch],
         fe_method=config["report"]["fe_method"],
         ft_method=config["report"]["ft_method"],
     script:

@@ -14,4 +14,5 @@ with job_logging(snakemake):
         [dict(zip(PAIR_KEYS, pair, strict=True)) for pair in p.pairs],
         p.source_infos,
         dict(snakemake.output.items()),
+        p.sources,
     )
