@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from medtransfer.reporting import layout, summarise
+from medtransfer.reporting import empty_table_note, layout, summarise
 from medtransfer.runs import (
     Run,
     RunFileError,
@@ -106,6 +106,15 @@ def test_table2_layout_with_a_mean_group_row_and_differences():
     differences = table.iloc[3]
     assert differences["natural FT"] == f"{(0.79 + 0.70) / 2 - (0.72 + 0.63) / 2:+.3f}"
     assert table.iloc[5]["natural FT"] == f"{0.62 - 0.66:+.3f}"
+
+
+def test_a_table_without_a_value_says_why():
+    """Only the untrained network's features (none + fe-svm): no column of Table II has runs."""
+    runs = [Run.from_json(record(method="fe-svm", seed=s)) for s in (0, 1)]
+    table = layout(CONFIG, summarise(runs_frame(runs)), ["none"])
+    assert "No cell of this table has runs" in empty_table_note(table, CONFIG["report"])
+    full = layout(CONFIG, summary_of_aucs(), ["none", "natural"])
+    assert empty_table_note(full, CONFIG["report"]) == ""
 
 
 def test_source_of_the_targets_data_is_na():

@@ -240,6 +240,20 @@ def convergence_footnote(summary: pd.DataFrame) -> str:
     )
 
 
+def empty_table_note(table: pd.DataFrame, report: dict[str, Any]) -> str:
+    """A table without a single value says why, rather than standing blank."""
+    cells = table.drop(columns="Target").to_numpy().ravel()
+    if any(isinstance(c, str) and c.strip() for c in cells):
+        return ""
+    return (
+        "No cell of this table has runs. Its columns are No transfer (source none with "
+        f"report.ft_method, {report['ft_method']}) and each transfer source with "
+        f"report.fe_method ({report['fe_method']}) or report.ft_method; this grid's runs "
+        "are none of these (table2.csv lists them all). Add a transfer source, or "
+        "report.ft_method's method to the methods."
+    )
+
+
 def overlap_footnote(runs: list[Run]) -> str:
     """Source-target overlap the audit found in the test sets of the table's runs."""
     found: dict[tuple[str, str], list[int]] = {}
@@ -281,6 +295,7 @@ def write_table2(
     write_csv(run_intervals(grouped, draws), paths["stats_runs"])
     table = layout(config, summary, sources, stats)
     notes = [
+        empty_table_note(table, report),
         CELLS_NOTE,
         marks_footnote(stats, report),
         convergence_footnote(summary),
