@@ -509,8 +509,8 @@ PAPER_CONFIG_JOBS = {
         "score": 60,
         "filters": 2,
     },
-    # MedMNIST+ at 64 px: 4 files downloaded; 3 sources (2 trained) x 3 targets less
-    # derma -> derma = 8 pairs; pneumonia's official split; 3 seeds
+    # MedMNIST at 28 px (the quick start): 4 files downloaded; 3 sources (2 trained) x 3
+    # targets less derma -> derma = 8 pairs; pneumonia's official split; 3 seeds
     "demo-medmnist": {
         "download": 4,
         "prepare": 4,
@@ -715,7 +715,7 @@ def test_cross_architecture_table_is_recomputed_from_the_runs(two_architectures)
         assert row.ft_gain == pytest.approx(expected, abs=1e-6)
         assert row.n_targets == len(targets)
         markdown = (two_architectures / "results/architectures.md").read_text()
-        line = next(x for x in markdown.splitlines() if x.startswith(f"| {arch} |"))
+        line = next(x for x in markdown.splitlines() if x.startswith(f"| {arch} (32 px) |"))
         assert f" {round(expected, 3) + 0.0:+.3f} |" in line  # in the source's column
     assert "\\begin{tabular}" in (two_architectures / "results/architectures.tex").read_text()
     assert (two_architectures / "results/architectures.png").stat().st_size > 10_000
@@ -723,6 +723,30 @@ def test_cross_architecture_table_is_recomputed_from_the_runs(two_architectures)
     assert (two_architectures / "results/table2.csv").read_bytes() == (
         two_architectures / "results/vgg16/table2.csv"
     ).read_bytes()
+
+
+def test_an_architecture_at_its_own_image_size(tmp_path, shared_data):
+    """`image_size` in an architectures entry: that network's source training, features,
+    fine-tuning and ImageNet weights at 64 px, the other network's at the grid's 32; the
+    audit and the splits (of the images, not of a size) shared."""
+    lite0 = {**SECOND_ARCHITECTURE, "sources": ["none", "natural", "imagenet"],
+             "image_size": 64}  # fmt: skip
+    architectures = [TWO_ARCHITECTURES["architectures"][0], lite0]
+    config = write_config(tmp_path / "c.yaml", shared_data,
+                          **{**TWO_ARCHITECTURES, "architectures": architectures})  # fmt: skip
+    out = snakemake(tmp_path, config, "-n", "--cores", "2").stdout
+    jobs = [block for block in re.split(r"\n(?=(?:local)?rule )", out) if "input:" in block]
+
+    def inputs_of(rule: str, arch: str) -> str:
+        return " ".join(b.split("output:")[0] for b in jobs
+                        if b.startswith(f"rule {rule}:") and f"arch={arch}" in b)  # fmt: skip
+
+    for rule in ("pretrain", "extract", "finetune"):
+        assert "/64px/" in inputs_of(rule, "efficientnet_lite0"), rule
+        assert "/32px/" not in inputs_of(rule, "efficientnet_lite0"), rule
+        assert "/64px/" not in inputs_of(rule, "vgg16"), rule
+    assert "results/efficientnet_lite0/models/imagenet/weights_64px.pth" in out
+    assert "results/splits/blood/seed0.json" in inputs_of("finetune", "efficientnet_lite0")
 
 
 def test_one_architecture_table_schedules_only_that_architecture(tmp_path, shared_data):

@@ -58,12 +58,23 @@ def mean_aucs(means: pd.DataFrame, fe_method: str, ft_method: str) -> pd.DataFra
     return out[~((out.source == NO_SOURCE) & (out.kind == "FE"))]
 
 
-def gain_table(gains: pd.DataFrame, archs: list[str], sources: list[str]) -> pd.DataFrame:
+def arch_label(arch: str, sizes: dict[str, int] | None) -> str:
+    """An architecture as the comparison names it: with its image size, where grids give it
+    (architectures may run at different sizes)."""
+    return f"{arch} ({sizes[arch]} px)" if sizes else arch
+
+
+def gain_table(
+    gains: pd.DataFrame,
+    archs: list[str],
+    sources: list[str],
+    sizes: dict[str, int] | None = None,
+) -> pd.DataFrame:
     """The Markdown/LaTeX layout: a row per architecture, a column per transferred source."""
     columns = [s for s in sources if s != NO_SOURCE]
     rows = []
     for arch in archs:
-        row = {"Architecture": arch}
+        row = {"Architecture": arch_label(arch, sizes)}
         for source in columns:
             found = gains[(gains.architecture == arch) & (gains.source == source)]
             value = found.ft_gain.iloc[0] if len(found) else np.nan
@@ -79,11 +90,12 @@ def write_comparison(
     sources: list[str],
     report: dict[str, Any],
     paths: dict[str, str],
+    sizes: dict[str, int] | None = None,
 ) -> pd.DataFrame:
     means = seed_means(runs_frame(read_runs(run_files)))
     gains = ft_gains(means, report["ft_method"])
     write_csv(gains, paths["csv"])
-    table = gain_table(gains, archs, sources)
+    table = gain_table(gains, archs, sources, sizes)
     note = (
         f"Mean gain of {report['ft_method']} over No transfer in macro AUC (each AUC a mean "
         "over seeds), averaged over the targets of each architecture's grid."
@@ -91,20 +103,31 @@ def write_comparison(
     write_text(paths["md"], to_markdown(table) + f"\n{note}\n")
     write_text(paths["tex"], to_latex(table, note))
     plot_architectures(mean_aucs(means, report["fe_method"], report["ft_method"]), archs,
-                       sources, paths["png"])  # fmt: skip
+                       sources, paths["png"], sizes)  # fmt: skip
     return gains
 
 
-def plot_architectures(data: pd.DataFrame, archs: list[str], sources: list[str], png: str) -> None:
+def plot_architectures(
+    data: pd.DataFrame,
+    archs: list[str],
+    sources: list[str],
+    png: str,
+    sizes: dict[str, int] | None = None,
+) -> None:
     import matplotlib.pyplot as plt
 
-    fig = architectures_figure(data, archs, sources)
+    fig = architectures_figure(data, archs, sources, sizes)
     with atomic_path(png) as tmp:
         fig.savefig(tmp, dpi=150, format="png", bbox_inches="tight")
     plt.close(fig)
 
 
-def architectures_figure(data: pd.DataFrame, archs: list[str], sources: list[str]):
+def architectures_figure(
+    data: pd.DataFrame,
+    archs: list[str],
+    sources: list[str],
+    sizes: dict[str, int] | None = None,
+):
     """Mean AUC per source and method (bars), grouped by architecture."""
     import matplotlib
 
@@ -132,7 +155,8 @@ def architectures_figure(data: pd.DataFrame, archs: list[str], sources: list[str
                            width, color=colour, label=label)  # fmt: skip
             handles.setdefault((source, kind), drawn)
         n = int(mine.n_targets.max()) if len(mine) else 0
-        ticks.append(f"{arch}\n({n} target{'s' if n != 1 else ''})")
+        size = f", {sizes[arch]} px" if sizes else ""
+        ticks.append(f"{arch}\n({n} target{'s' if n != 1 else ''}{size})")
     ax.set_xticks(np.arange(len(archs)), ticks)
     ax.set_ylabel("Mean macro AUC over the\narchitecture's targets")
     ax.set_ylim(0, 1)

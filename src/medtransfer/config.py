@@ -203,9 +203,10 @@ def _check_adaptive(config: dict[str, Any]) -> None:
 GRID_KEYS = ("sources", "targets", "methods", "seeds")
 
 
-def architecture_grids(config: dict[str, Any]) -> dict[str, dict[str, list]]:
-    """{architecture: its sources, targets, methods and seeds}: the config's lists, or the
-    subsets an `architectures` entry names (a second network on part of the grid)."""
+def architecture_grids(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{architecture: its sources, targets, methods, seeds and image_size}: the config's, or
+    the subsets and size an `architectures` entry names (a second network on part of the
+    grid, at the size it affords)."""
     pretrained = config.get("pretrained") or {}
     grids = {}
     for entry in config.get("architectures") or [DEFAULT_ARCHITECTURE]:
@@ -216,6 +217,7 @@ def architecture_grids(config: dict[str, Any]) -> dict[str, dict[str, list]]:
         grid["sources"] = [s for s in grid["sources"]
                            if s not in pretrained
                            or pretrained[s]["architecture"] == entry["name"]]  # fmt: skip
+        grid["image_size"] = entry.get("image_size", config["image_size"])
         grids[entry["name"]] = grid
     return grids
 
@@ -226,16 +228,18 @@ def _check_architectures(config: dict[str, Any]) -> None:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ConfigError(f"architectures: {', '.join(repeated)} listed more than once")
+    grids = architecture_grids(config)
     for name in names:
         spec = architecture_spec(name)
-        if config["image_size"] < spec.min_size:
+        size = grids[name]["image_size"]
+        if size < spec.min_size:
             raise ConfigError(
-                f"image_size: {config['image_size']} px is below {name}'s minimum of "
+                f"image_size: {size} px is below {name}'s minimum of "
                 f"{spec.min_size} (architectures)"
             )
         if name in config["tasks"]:
             raise ConfigError(f"tasks.{name}: a task may not be named like an architecture")
-    for name, grid in architecture_grids(config).items():
+    for name, grid in grids.items():
         for key in GRID_KEYS:
             extra = [v for v in grid[key] if v not in config[key]]
             if extra:

@@ -35,6 +35,12 @@ ARCH_GRIDS = mtc.architecture_grids(config)
 ARCHS = list(ARCH_GRIDS)
 
 
+def size_of(arch):
+    """The image size an architecture's networks see: the grid's, or its entry's own.
+    (Audit and splits are of the images, not of a size: they use the grid's.)"""
+    return ARCH_GRIDS[arch]["image_size"]
+
+
 def active_sources(arch):
     """An architecture's sources, less ImageNet where its weights are neither cached nor
     downloadable from here and may be skipped."""
@@ -42,12 +48,15 @@ def active_sources(arch):
     settings = config["imagenet"]
     if mtc.IMAGENET not in sources or settings["when_missing"] != "skip":
         return sources
-    if imagenet.cached_weights(SIZE, settings["weights_dir"], arch) is not None:
+    if (
+        imagenet.cached_weights(size_of(arch), settings["weights_dir"], arch)
+        is not None
+    ):
         return sources
     problem = (
         None
         if architecture(arch).weights_package
-        else imagenet.download_problem(SIZE, arch)
+        else imagenet.download_problem(size_of(arch), arch)
     )
     if problem is None and not architecture(arch).weights_package:
         logger.info(
@@ -55,7 +64,9 @@ def active_sources(arch):
         )
         return sources
     why = f"It was not downloaded: {problem}." if problem else ""
-    missing = imagenet.missing_message(SIZE, settings["weights_dir"], arch, why)
+    missing = imagenet.missing_message(
+        size_of(arch), settings["weights_dir"], arch, why
+    )
     logger.warning(
         f"imagenet source left out of the {arch} grid "
         f"(imagenet.when_missing: skip): {missing}"
@@ -196,12 +207,12 @@ def tasks_of(dataset):
     return {name: t for name, t in config["tasks"].items() if t["dataset"] == dataset}
 
 
-def task_data(task):
+def task_data(task, size):
     """A task's images (its dataset's decoded array) and metadata (its rows of that array)."""
     dataset = config["tasks"][task]["dataset"]
     return {
-        "images": PREPARED.format(dataset=dataset, size=SIZE) + "images.npy",
-        "meta": TASK_META.format(task=task, size=SIZE),
+        "images": PREPARED.format(dataset=dataset, size=size) + "images.npy",
+        "meta": TASK_META.format(task=task, size=size),
     }
 
 
@@ -210,17 +221,18 @@ def get_source_model(wildcards):
     if wildcards.source == mtc.NO_SOURCE:
         return []
     if wildcards.source == mtc.IMAGENET:
-        ext = imagenet.weights_file(SIZE, wildcards.arch).name.rsplit(".", 1)[1]
-        return IMAGENET_WEIGHTS.format(arch=wildcards.arch, size=SIZE, ext=ext)
+        size = size_of(wildcards.arch)
+        ext = imagenet.weights_file(size, wildcards.arch).name.rsplit(".", 1)[1]
+        return IMAGENET_WEIGHTS.format(arch=wildcards.arch, size=size, ext=ext)
     return SOURCE_MODEL.format(arch=wildcards.arch, source=wildcards.source)
 
 
 def get_target_data(wildcards):
-    return task_data(wildcards.target)
+    return task_data(wildcards.target, size_of(wildcards.arch))
 
 
 def get_trained_data(wildcards):
-    return task_data(wildcards.trained)
+    return task_data(wildcards.trained, size_of(wildcards.arch))
 
 
 def get_dataset_index(wildcards):
@@ -412,7 +424,7 @@ def similarity_pairs(arch):
             SOURCE_DIR.format(arch=arch, source=source) + "features.npy",
             SOURCE_DIR.format(arch=arch, source=source) + "source.json",
             FEATURES.format(arch=arch, target=target, source=source),
-            TASK_META.format(task=target, size=SIZE),
+            TASK_META.format(task=target, size=size_of(arch)),
         )
         for source in SOURCES_OF[arch]
         if source in TRAINED_SOURCES
@@ -596,7 +608,7 @@ def get_estimate_inputs(wildcards):
     return {
         "features": FEATURES.format(**wildcards),
         "outputs": FEATURE_OUTPUTS.format(**wildcards),
-        "meta": TASK_META.format(task=wildcards.target, size=SIZE),
+        "meta": TASK_META.format(task=wildcards.target, size=size_of(wildcards.arch)),
         "splits": expand(
             SPLIT, task=wildcards.target, seed=ARCH_GRIDS[wildcards.arch]["seeds"]
         ),

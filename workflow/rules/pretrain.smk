@@ -68,7 +68,7 @@ rule pretrained:
         ENV
     params:
         entry=lambda w: config["pretrained"][w.pretrained],
-        image_size=SIZE,
+        image_size=lambda w: size_of(w.arch),
         keras_backend=config["keras_backend"],
     script:
         "../scripts/pretrained.py"

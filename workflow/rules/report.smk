@@ -71,6 +71,7 @@ rule compare_architectures:
         ENV
     params:
         archs=ARCHS,
+        sizes={arch: size_of(arch) for arch in ARCHS},
         sources=SOURCES,
         report={k: config["report"][k] for k in ("fe_method", "ft_method")},
     script:
@@ -133,7 +134,7 @@ rule filters:
         steps=config["report"]["filter_steps"],
         width=lambda w: network_params(w.arch)["width"],
         arch="{arch}",
-        image_size=SIZE,
+        image_size=lambda w: size_of(w.arch),
         keras_backend=config["keras_backend"],
     script:
         "../scripts/filters.py"

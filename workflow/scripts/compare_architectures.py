@@ -9,6 +9,11 @@ from medtransfer.jobs import job_logging
 with job_logging(snakemake) as log:
     p = snakemake.params
     gains = write_comparison(
-        list(snakemake.input.runs), p.archs, p.sources, p.report, dict(snakemake.output.items())
+        list(snakemake.input.runs),
+        p.archs,
+        p.sources,
+        p.report,
+        dict(snakemake.output.items()),
+        p.sizes,
     )
     log.info("%d architecture x source gains", len(gains))

@@ -89,6 +89,7 @@ with job_logging(snakemake) as log:
         **metrics,
         "sizes": {s: len(split[s]) for s in ("train", "val", "test")},
         "train_fraction": split.get("train_fraction", 1.0),
+        "image_size": meta["image_size"],
         "skipped_images": len(meta["skipped"]),
         "leakage": {
             "train_test": train_test_leaks(split["leakage"]),
