@@ -168,3 +168,56 @@ def test_standardised_svm_is_the_raw_svm_on_standardised_features():
     assert np.allclose(scaled, by_hand, atol=1e-8)
     raw = fit_and_score("svm", x[:200], y[:200], x[200:], 3, 0)
     assert np.ptp(raw, axis=0).max() < 1e-3 < np.ptp(scaled, axis=0).min()  # raw: near ties
+
+
+def test_new_metrics_agree_with_scikit_learn_and_direct_computation():
+    from sklearn.metrics import (
+        balanced_accuracy_score,
+        brier_score_loss,
+        precision_score,
+        recall_score,
+    )
+
+    from medtransfer.metrics import (
+        all_metrics,
+        brier_score,
+        expected_calibration_error,
+        sensitivity_at_specificity,
+    )
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400)
+    p1 = np.clip(0.5 + 0.35 * (2 * y - 1) + rng.normal(0, 0.25, 400), 0.01, 0.99)
+    probabilities = np.column_stack([1 - p1, p1])
+    m = all_metrics(y, probabilities, ["neg", "pos"], probabilities=True)
+    predicted = probabilities.argmax(axis=1)
+    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, predicted))
+    assert m["precision_per_class"]["pos"] == pytest.approx(precision_score(y, predicted))
+    assert m["recall_per_class"]["neg"] == pytest.approx(recall_score(1 - y, 1 - predicted))
+    assert m["brier"] == pytest.approx(2 * brier_score_loss(y, p1))  # the multi-class form
+    assert brier_score(np.array([0, 1]), np.array([[1.0, 0.0], [0.0, 1.0]])) == 0.0
+    # ECE by hand: equal-width bins of the top probability
+    confidence, correct = probabilities.max(axis=1), predicted == y
+    bins = np.minimum((confidence * 15).astype(int), 14)
+    gaps = [(bins == b).mean() * abs(correct[bins == b].mean() - confidence[bins == b].mean())
+            for b in range(15) if (bins == b).any()]  # fmt: skip
+    expected = sum(gaps)
+    assert m["ece"] == pytest.approx(expected)
+    perfect = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert expected_calibration_error(np.array([0, 1]), perfect) == 0.0
+    # sensitivity at specificity: by scanning every threshold
+    for spec in (0.90, 0.95):
+        best = max(((p1 >= t)[y == 1].mean() for t in np.unique(p1)
+                    if 1 - (p1 >= t)[y == 0].mean() >= spec), default=0.0)  # fmt: skip
+        assert sensitivity_at_specificity(y == 1, p1, spec) == pytest.approx(best)
+    assert set(m["sensitivity_at_specificity"]) == {"0.90", "0.95"}
+
+
+def test_margins_are_not_called_probabilities():
+    from medtransfer.metrics import all_metrics
+
+    y = np.array([0, 1, 0, 1])
+    margins = np.array([[1.5, -1.5], [-0.5, 0.5], [0.2, -0.2], [-2.0, 2.0]])
+    m = all_metrics(y, margins, ["a", "b"])
+    assert m["ece"] is None and m["brier"] is None and not m["scores_are_probabilities"]
+    assert "not probabilities" in m["calibration_note"]

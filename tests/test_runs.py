@@ -173,3 +173,22 @@ def test_nearly_tied_scores_are_flagged_and_mark_the_cell():
     assert nearly_tied(margins) and not nearly_tied(margins * 0 + np.arange(10).reshape(5, 2))
     tied = Run.from_json(record(auc=0.75, scores_nearly_tied=True))
     assert not runs_frame([tied]).converged.iloc[0]
+
+
+def test_clinical_table_means_seeds_and_leaves_margins_uncalibrated():
+    from medtransfer.target_report import clinical_table
+
+    def with_metrics(seed, balanced, ece):
+        extra = {"balanced_accuracy": balanced, "precision_per_class": {"a": 0.4, "b": 0.8},
+                 "recall_per_class": {"a": 0.5, "b": 0.7},
+                 "sensitivity_at_specificity": {"0.90": 0.3, "0.95": 0.2},
+                 "ece": ece, "brier": None if ece is None else 0.3}  # fmt: skip
+        return Run.from_json(record(seed=seed, method="ft-head" if ece else "ft-svm", **extra))
+
+    table = clinical_table([with_metrics(0, 0.6, None), with_metrics(1, 0.8, None),
+                            with_metrics(0, 0.7, 0.1), with_metrics(1, 0.7, 0.3)])  # fmt: skip
+    svm = table[table.method == "ft-svm"].iloc[0]
+    assert svm.balanced_accuracy == pytest.approx(0.7) and svm.n_seeds == 2
+    assert svm.precision_macro == pytest.approx(0.6) and pd.isna(svm.ece)
+    head = table[table.method == "ft-head"].iloc[0]
+    assert head.ece == pytest.approx(0.2) and head.sensitivity_at_95_specificity == 0.2

@@ -393,6 +393,13 @@ def test_per_target_report(small_grid):
     row = f1[(f1.source == "none") & (f1.method == "fe-svm")].iloc[0]
     assert row["macro"] == pytest.approx(sum(r["f1_macro"] for r in runs) / 2, abs=1e-6)
     assert "EOSINOPHIL" in (folder / "classification_report.txt").read_text()
+    clinical = pd.read_csv(folder / "metrics.csv")
+    row = clinical[(clinical.source == "none") & (clinical.method == "fe-svm")].iloc[0]
+    assert row["balanced_accuracy"] == pytest.approx(
+        sum(r["balanced_accuracy"] for r in runs) / 2, abs=1e-6
+    )
+    assert np.isnan(row["ece"]) and np.isnan(row["brier"])  # SVM margins: no calibration
+    assert runs[0]["image_size"] == 32 and runs[0]["scores_are_probabilities"] is False
 
 
 def test_similarity_and_data_per_class(small_grid):

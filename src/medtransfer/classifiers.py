@@ -129,7 +129,8 @@ class FlatPixels:
 
 def class_scores(model: ClassifierMixin, x: np.ndarray, n_classes: int) -> np.ndarray:
     """(n, k) scores, one column per class: decision functions where the model has them."""
-    if hasattr(model, "decision_function"):
+    margins = hasattr(model, "decision_function")
+    if margins:
         scores = model.decision_function(x)
         if scores.ndim == 1:  # binary: one margin, positive means class 1
             scores = np.column_stack([-scores, scores])
@@ -137,10 +138,16 @@ def class_scores(model: ClassifierMixin, x: np.ndarray, n_classes: int) -> np.nd
         scores = model.predict_proba(x)
     present = model.classes_
     if len(present) != n_classes:  # a class absent from train gets the lowest score
-        full = np.full((len(x), n_classes), scores.min() - 1.0)
+        lowest = scores.min() - 1.0 if margins else 0.0  # probabilities stay probabilities
+        full = np.full((len(x), n_classes), lowest)
         full[:, present] = scores
         scores = full
     return np.asarray(scores, dtype=np.float64)
+
+
+# Classifiers whose scores are class probabilities (predict_proba), and the network's own
+# softmax ('head'); the SVM and logistic regression give margins (decision_function).
+PROBABILISTIC = frozenset({"head", "mlp1", "mlp2", "dt", "rf"})
 
 
 def fit_and_score(

@@ -137,6 +137,41 @@ def f1_table(runs: list[Run]) -> pd.DataFrame:
     return table
 
 
+def _macro(values: dict[str, float] | None) -> float:
+    return float(np.mean(list(values.values()))) if values else np.nan
+
+
+def clinical_table(runs: list[Run]) -> pd.DataFrame:
+    """A row per (source, method), each the mean over seeds: macro AUC, balanced accuracy,
+    macro precision and recall, macro sensitivity at 90 % and 95 % specificity, and, where
+    the scores are probabilities, expected calibration error and Brier score (blank for
+    margins). Records scored before these metrics existed give blanks."""
+    rows = []
+    for run in runs:
+        extra = run.provenance
+        sensitivity = extra.get("sensitivity_at_specificity") or {}
+        rows.append(
+            {
+                "source": run.source,
+                "method": run.method,
+                "auc_macro": run.auc_macro,
+                "balanced_accuracy": extra.get("balanced_accuracy", np.nan),
+                "precision_macro": _macro(extra.get("precision_per_class")),
+                "recall_macro": _macro(extra.get("recall_per_class")),
+                "sensitivity_at_90_specificity": sensitivity.get("0.90", np.nan),
+                "sensitivity_at_95_specificity": sensitivity.get("0.95", np.nan),
+                "ece": extra.get("ece", np.nan),
+                "brier": extra.get("brier", np.nan),
+            }
+        )
+    frame = pd.DataFrame(rows).astype({"ece": float, "brier": float})
+    value_columns = [c for c in frame.columns if c not in ("source", "method")]
+    grouped = frame.groupby(["source", "method"], sort=True)
+    table = grouped[value_columns].mean().reset_index()
+    table["n_seeds"] = grouped.size().to_numpy()
+    return table
+
+
 def classification_report_text(runs: list[Run]) -> str:
     """scikit-learn's classification report per (source, method), test sets of all seeds
     pooled (predictions are each run's own argmax, so pooling is fair)."""
@@ -173,3 +208,14 @@ def write_target_report(
     write_csv(table, outputs["f1_csv"])
     write_text(outputs["f1_md"], to_markdown(table.round(3)))
     write_text(outputs["classification_report"], classification_report_text(runs))
+    clinical = clinical_table(runs)
+    write_csv(clinical, outputs["metrics_csv"])
+    note = (
+        "Means over seeds. Sensitivity at a specificity: each class against the rest, the "
+        "highest sensitivity of a threshold on its test scores that keeps the specificity, "
+        "averaged over classes. ECE (15 equal-width bins of the top-class probability) and "
+        "Brier score (Σ over classes of (p − y)², mean over images) only where the scores "
+        "are probabilities (the network's softmax, MLPs, trees): an SVM's margins are not, "
+        "and are left blank rather than squashed into numbers that look like probabilities."
+    )
+    write_text(outputs["metrics_md"], to_markdown(clinical.round(3)) + f"\n{note}\n")

@@ -197,6 +197,8 @@ rule target_report:
         f1_csv="results/{arch}/{target}/f1.csv",
         f1_md="results/{arch}/{target}/f1.md",
         classification_report="results/{arch}/{target}/classification_report.txt",
+        metrics_csv="results/{arch}/{target}/metrics.csv",
+        metrics_md="results/{arch}/{target}/metrics.md",
     log:
         logfile("target_report", "{arch}/{target}"),
     benchmark:

@@ -9,7 +9,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from medtransfer import runtime
 from medtransfer.audit import copies_in_test
-from medtransfer.classifiers import FlatPixels, fit_and_score
+from medtransfer.classifiers import PROBABILISTIC, FlatPixels, fit_and_score
 from medtransfer.config import config_hash, parse_method
 from medtransfer.data import load_prepared
 from medtransfer.io import read_json
@@ -62,7 +62,9 @@ with job_logging(snakemake) as log:
         log.warning("%s's test scores of a class differ by under 1e-9 of their size: its AUC "
                     "ranks floating-point noise (classifiers.svm_features: standardised scales "
                     "the features first)", method.classifier)  # fmt: skip
-    metrics = all_metrics(labels[test_rows], scores, classes, p.ordinal)
+    metrics = all_metrics(
+        labels[test_rows], scores, classes, p.ordinal, method.classifier in PROBABILISTIC
+    )
     training, extracted = optional_json("training"), optional_json("features_info")
     overlap = optional_json("overlap") or None
     log.info(

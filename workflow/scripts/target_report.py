@@ -1,4 +1,5 @@
-"""target_report: ROC curves, training curves, confusion matrices and F1 tables of a target."""
+"""target_report: ROC curves, training curves, confusion matrices, F1 and clinical-metric
+tables of a target."""
 
 import _checkout  # noqa: F401  (this checkout's package)
 
