@@ -1,4 +1,4 @@
-"""The README's showcase section reports the committed records of the showcase run
+"""The showcase page (docs/showcase.md) reports the committed records of the showcase run
 (docs/showcase/): its two headline averages are recomputed here from the run JSONs."""
 
 import re
@@ -33,16 +33,16 @@ def headlines(fe: str = "fe-svm", ft: str = "ft-svm") -> dict[str, float]:
     return {"transfer": float(np.mean(gain)), "ft_fe": float(np.mean(ft_minus_fe))}
 
 
-def test_readme_headlines_are_recomputed_from_the_showcase_runs():
+def test_showcase_headlines_are_recomputed_from_the_showcase_runs():
     if not SHOWCASE.is_dir():
         pytest.skip("no showcase run committed")
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "showcase.md").read_text()
     found = re.search(
         r"\(a\) transfer FT − No transfer: ([+−-]\d\.\d{3}).*?\(b\) FT − FE: ([+−-]\d\.\d{3})",
         readme,
         re.S,
     )
-    assert found, "the README's showcase headlines"
+    assert found, "the showcase page's headlines"
     written = [float(v.replace("−", "-")) for v in found.groups()]
     computed = headlines()
     assert written == pytest.approx([computed["transfer"], computed["ft_fe"]], abs=0.0005)
@@ -77,11 +77,11 @@ def test_readme_imagenet_headline_is_recomputed_from_the_lite0_runs():
 
     gain = np.mean([mean_auc((t, "imagenet", "ft-svm")) - mean_auc((t, "none", "ft-svm"))
                     for t in ("isic", "blood")])  # fmt: skip
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "showcase.md").read_text()
     found = re.search(
         r"\(c\) ImageNet FT − No transfer, EfficientNet-Lite0: ([+−-]\d\.\d{3})", readme
     )
-    assert found, "the README's ImageNet headline"
+    assert found, "the showcase page's ImageNet headline"
     assert float(found[1].replace("−", "-")) == pytest.approx(gain, abs=0.0005)
 
 
@@ -117,11 +117,11 @@ def test_readme_demo_convergence_counts_are_the_committed_demo_records():
 
     runs = pd.read_csv(REPO / "docs" / "demo" / "runs.csv")
     counts = runs.groupby("architecture").size().to_dict()
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "showcase.md").read_text()
     found = re.search(
         r"every one of its (\d+) run records \((\d+) VGG16, (\d+)\s+EfficientNetB0", readme
     )
-    assert found, "the README's demo convergence sentence"
+    assert found, "the showcase page's demo convergence sentence"
     assert [int(v) for v in found.groups()] == [
         len(runs),
         counts["vgg16"],

@@ -316,7 +316,7 @@ def check_data_present(
             + "\n".join(missing)
             + f"\nSet data_root (--config data_root=FOLDER, after the targets, or "
             f"${DATA_ROOT_VARIABLE}) to the folder that holds them, or give the dataset a "
-            "download: entry (README: Datasets)."
+            "download: entry (config/README.md)."
         )
 
 
