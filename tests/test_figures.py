@@ -3,6 +3,7 @@ figure, every bar group under its own tick (rendered with matplotlib, measured i
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,18 +15,55 @@ from medtransfer.compare import architectures_figure  # noqa: E402
 from medtransfer.reporting import figure3_plot, source_colour  # noqa: E402
 
 
+def drawn_points(ax) -> np.ndarray:
+    """Display coordinates of what an axes shows: points along every line (50 per segment),
+    scatter points, the top centre of every bar."""
+    points = [np.empty((0, 2))]
+    for line in ax.lines:
+        xy = line.get_transform().transform(np.asarray(line.get_xydata(), dtype=float))
+        for a, b in zip(xy[:-1], xy[1:], strict=True):
+            points.append(a + np.linspace(0, 1, 50)[:, None] * (b - a))
+        points.append(xy)
+    for collection in ax.collections:
+        offsets = np.asarray(collection.get_offsets(), dtype=float)
+        if len(offsets):
+            points.append(collection.get_offset_transform().transform(offsets))
+    for patch in ax.patches:
+        box = patch.get_window_extent()
+        points.append(np.array([[(box.x0 + box.x1) / 2, box.y1]]))
+    stacked = np.concatenate(points)
+    return stacked[np.isfinite(stacked).all(axis=1)]
+
+
+def drawn_tick_labels(ax) -> list:
+    """The tick labels matplotlib draws: those of ticks inside the axis' view limits (it
+    keeps labels for locations beyond them, which it does not draw)."""
+    labels = []
+    for axis in (ax.xaxis, ax.yaxis):
+        low, high = sorted(axis.get_view_interval())
+        margin = 1e-9 * max(abs(low), abs(high), 1.0)
+        labels += [tick.label1 for tick in axis.get_major_ticks()
+                   if low - margin <= tick.get_loc() <= high + margin]  # fmt: skip
+    return labels
+
+
 def layout_problems(fig) -> list[str]:
-    """What overlaps: a legend over an axes' data area, a tick label outside the figure."""
+    """What overlaps: a legend over anything an axes draws, a tick label outside the figure."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     figure_box = fig.bbox
     problems = []
     for ax in fig.axes:
-        area = ax.get_window_extent(renderer)
+        shown = drawn_points(ax)
         for legend in [ax.get_legend(), *fig.legends]:
-            if legend is not None and legend.get_window_extent(renderer).overlaps(area):
+            if legend is None:
+                continue
+            box = legend.get_window_extent(renderer)
+            inside = ((shown[:, 0] > box.x0) & (shown[:, 0] < box.x1)
+                      & (shown[:, 1] > box.y0) & (shown[:, 1] < box.y1))  # fmt: skip
+            if inside.any():
                 problems.append(f"legend over the data of '{ax.get_title()}'")
-        for label in [*ax.get_xticklabels(), *ax.get_yticklabels()]:
+        for label in drawn_tick_labels(ax):
             box = label.get_window_extent(renderer)
             if label.get_text() and not (
                 figure_box.x0 <= box.x0 and box.x1 <= figure_box.x1 + 0.5
@@ -124,3 +162,73 @@ def test_a_source_has_one_colour_in_every_figure():
         for kind in ("FE", "FT"):
             assert source_colour(by_name, name, kind) == source_colour(labelled, label, kind)
     assert source_colour(by_name, "natural", "FE") != source_colour(by_name, "natural", "FT")
+
+
+def hand_made_runs() -> list:
+    from medtransfer.runs import Run
+
+    from .test_runs import record
+
+    rng = np.random.default_rng(0)
+    runs = []
+    for source in ("none", "natural", "catdog"):
+        for seed in (0, 1):
+            labels = rng.integers(0, 2, 40)
+            positive = labels + rng.normal(0, 0.8, 40)
+            scores = np.column_stack([-positive, positive])
+            runs.append(Run.from_json(record(source=source, seed=seed, method="ft-svm",
+                                             test_labels=labels.tolist(),
+                                             test_scores=scores.tolist())))  # fmt: skip
+    return runs
+
+
+def test_every_figure_of_a_grid_keeps_legends_off_the_data_and_labels_inside():
+    """Each figure a grid draws, from hand-made inputs of the small grid's shape (three
+    sources, two targets, 12 fine-tuning runs, every estimator, four stages)."""
+    from medtransfer.analysis import learning_curve_plot
+    from medtransfer.ranking import estimate_plot, probe_plots
+    from medtransfer.target_report import confusion_plot, roc_plot, training_plot
+
+    runs = hand_made_runs()
+    epochs = np.arange(1, 9)
+    histories = {f"{s}/all/seed{k}": pd.DataFrame({
+        "epoch": epochs, "loss": 1.5 / epochs + 0.01 * k, "val_loss": 1.6 / epochs + 0.2,
+        "accuracy": 1 - 0.5 / epochs, "val_accuracy": 0.9 - 0.5 / epochs})
+        for s in ("none", "natural", "catdog", "chest") for k in range(3)}  # fmt: skip
+    sources, targets = ["none", "natural", "catdog", "chest"], ["isic", "blood"]
+    estimates = pd.DataFrame([
+        {"estimator": e, "source": s, "target": t, "score": i + 0.3 * j + (e == "gbc"),
+         "ft_gain": 0.02 * (i - 1.5) + 0.01 * j}
+        for e in ("logme", "hscore", "gbc", "nleep") for i, s in enumerate(sources)
+        for j, t in enumerate(targets)])  # fmt: skip
+    cka = pd.DataFrame([{"source": s, "variant": "all", "seed": k, "depth": d,
+                         "cka": 1 - 0.15 * d + 0.01 * k}
+                        for s in sources[1:] for k in range(3) for d in range(1, 6)])  # fmt: skip
+    knn = pd.DataFrame([{"source": s, "depth": d, "accuracy": 0.5 + 0.05 * d + 0.02 * i}
+                        for i, s in enumerate(sources) for d in range(1, 6)])  # fmt: skip
+    curves = pd.DataFrame([{"target": "isic", "source": s, "method": m, "fraction": f,
+                            "mean_auc": 0.6 + 0.1 * f, "std_auc": 0.02}
+                           for s in ("none", "natural") for m in ("fe-svm", "ft-svm")
+                           for f in (0.25, 0.5, 1.0)])  # fmt: skip
+    figures = {
+        "roc": roc_plot(runs),
+        "confusion": confusion_plot(runs),
+        "training curves": training_plot(histories),
+        "estimates": estimate_plot(estimates),
+        "learning curves": learning_curve_plot(curves),
+        **dict(zip(("cka", "knn"), probe_plots(cka, knn), strict=True)),
+    }
+    problems = {name: layout_problems(fig) for name, fig in figures.items()}
+    assert {name: found for name, found in problems.items() if found} == {}
+
+
+def test_the_layout_check_finds_a_legend_over_bars_and_lines():
+    """The check itself can fail: a legend drawn over the bars and a line is reported."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.bar([0, 1, 2], [0.9, 0.95, 0.9], label="bars")
+    ax.plot([0, 2], [0.5, 0.5], label="line")
+    ax.legend(loc="center")
+    assert layout_problems(fig) == ["legend over the data of ''"]
+    plt.close(fig)

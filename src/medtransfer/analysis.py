@@ -297,6 +297,17 @@ def learning_curve_table(run_files: list[str]) -> pd.DataFrame:
 
 
 def write_learning_curves(run_files: list[str], csv_path: str, png_path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    table = learning_curve_table(run_files)
+    write_csv(table, csv_path)
+    fig = learning_curve_plot(table)
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def learning_curve_plot(table: pd.DataFrame):
     """AUC against the fraction of the target's training set, a panel per target: if
     transfer helps small datasets most, transfer lines sit highest on the left."""
     import matplotlib
@@ -304,8 +315,6 @@ def write_learning_curves(run_files: list[str], csv_path: str, png_path: str) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    table = learning_curve_table(run_files)
-    write_csv(table, csv_path)
     targets = sorted(table.target.unique())
     fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 4), squeeze=False)
     for ax, target in zip(axes[0], targets, strict=True):
@@ -327,6 +336,4 @@ def write_learning_curves(run_files: list[str], csv_path: str, png_path: str) ->
         ax.set(title=target, xlabel="fraction of the training split", ylabel="mean AUC")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    return fig

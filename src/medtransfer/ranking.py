@@ -371,13 +371,27 @@ def estimate_summary(estimates: pd.DataFrame, gains: pd.DataFrame) -> pd.DataFra
 
 
 def write_estimate_figure(summary: pd.DataFrame, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = estimate_plot(summary)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight")
+    plt.close(fig)
+
+
+def estimate_plot(summary: pd.DataFrame):
     """Estimator score against the measured FT gain: one panel per estimator, a point per
-    (target, source), scores standardised within each target (estimators' scales differ
-    between targets, and only the order within a target matters)."""
+    (target, source) coloured by source (its colour of every figure) and shaped by target,
+    scores standardised within each target (estimators' scales differ between targets, and
+    only the order within a target matters); one legend beside the panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    from .reporting import source_colour
 
     estimators = sorted(summary.estimator.unique()) if len(summary) else []
     columns = max(1, min(3, len(estimators)))
@@ -385,23 +399,29 @@ def write_estimate_figure(summary: pd.DataFrame, path: str) -> None:
     fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.4 * rows), squeeze=False)
     for ax in axes.flat[len(estimators) :]:
         ax.axis("off")
+    shown = summary[summary.source != NO_SOURCE] if len(summary) else summary
+    sources = list(dict.fromkeys(shown.source)) if len(shown) else []
+    targets = sorted(shown.target.unique()) if len(shown) else []
+    markers = dict(zip(targets, "osD^vP*X<>", strict=False))
     for ax, estimator in zip(axes.flat, estimators, strict=False):
-        part = summary[(summary.estimator == estimator) & (summary.source != NO_SOURCE)]
+        part = shown[shown.estimator == estimator]
         for target, points in part.groupby("target"):
             spread = points.score.std(ddof=0)
             z = (points.score - points.score.mean()) / (spread if spread > 0 else 1.0)
             y = points.get("ft_gain", pd.Series(np.nan, index=points.index))
-            ax.scatter(z, y, label=target)
-            for zi, yi, source in zip(z, y, points.source, strict=True):
-                ax.annotate(source, (zi, yi), fontsize=6)
+            colours = [source_colour(sources, s) for s in points.source]
+            ax.scatter(z, y, c=colours, marker=markers.get(target, "o"), s=30)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set(title=estimator, xlabel="score (standardised per target)", ylabel="FT gain (AUC)")
-    if axes.flat[0].get_legend_handles_labels()[0]:
-        axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    handles = [Patch(color=source_colour(sources, s), label=s) for s in sources]
+    handles += [Line2D([], [], ls="", marker=markers[t], color="black", label=t) for t in targets]
+    right = 1.0
+    if handles:
+        right = 1 - 1.6 / fig.get_figwidth()  # room for the legend beside the panels
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(right + 0.01, 0.5),
+                   frameon=False, fontsize=7, title="source (colour)\ntarget (shape)")  # fmt: skip
+    fig.tight_layout(rect=(0, 0, right, 1))
+    return fig
 
 
 # The adaptive grid
@@ -501,8 +521,18 @@ def adaptive_markdown(table: pd.DataFrame, n_jobs_full: int) -> str:
 
 
 def write_probe_figures(cka: pd.DataFrame, knn: pd.DataFrame, cka_png: str, knn_png: str) -> None:
+    import matplotlib.pyplot as plt
+
+    for fig, path in zip(probe_plots(cka, knn), (cka_png, knn_png), strict=True):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight")
+        plt.close(fig)
+
+
+def probe_plots(cka: pd.DataFrame, knn: pd.DataFrame) -> tuple:
     """CKA against depth, one panel per source (a line per fine-tuning variant and seed), and
-    k-NN accuracy of each frozen stage against depth, a line per source."""
+    k-NN accuracy of each frozen stage against depth, a line per source; legends beside the
+    data, not over it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -519,23 +549,20 @@ def write_probe_figures(cka: pd.DataFrame, knn: pd.DataFrame, cka_png: str, knn_
         ax.set(title=source, xlabel="stage", ylabel="debiased CKA, source vs fine-tuned")
         ax.set_ylim(min(0.0, float(cka.cka.min()) - 0.05), 1.05)  # debiased CKA can dip below 0
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # stages are whole numbers
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False,
+                  ncol=2)  # fmt: skip
     fig.tight_layout()
-    with atomic_path(cka_png) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    cka_fig = fig
+    fig, ax = plt.subplots(figsize=(6, 3.4))
     if len(knn):
         mean = knn.groupby(["source", "depth"], as_index=False)["accuracy"].mean()
         for source, line in mean.groupby("source"):
             ax.plot(line.depth, line.accuracy, marker="o", label=source)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set(xlabel="stage", ylabel="k-NN test accuracy (frozen)", title="k-NN probe")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    with atomic_path(knn_png) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    return cka_fig, fig
 
 
 def write_transferability_report(

@@ -46,6 +46,12 @@ def first_seed_runs(runs: list[Run]) -> list[Run]:
 
 
 def roc_figure(runs: list[Run], path: str) -> None:
+    _save(roc_plot(runs), path)
+
+
+def roc_plot(runs: list[Run]):
+    """ROC curves per class and macro of each (source, method)'s lowest seed; the legend in
+    the lower right, where a curve above chance never goes."""
     from sklearn.metrics import roc_curve
 
     shown = first_seed_runs(runs)
@@ -67,10 +73,14 @@ def roc_figure(runs: list[Run], path: str) -> None:
         ax.set_ylabel("true positive rate", fontsize=7)
         ax.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
 def confusion_figure(runs: list[Run], path: str) -> None:
+    _save(confusion_plot(runs), path)
+
+
+def confusion_plot(runs: list[Run]):
     """Confusion matrices summed over seeds, one per (source, method)."""
     summed: dict[str, np.ndarray] = {}
     classes: list[str] = []
@@ -89,10 +99,14 @@ def confusion_figure(runs: list[Run], path: str) -> None:
         ax.set_xlabel("predicted", fontsize=7)
         ax.set_ylabel("true", fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
 def training_figure(histories: dict[str, pd.DataFrame], path: str) -> None:
+    _save(training_plot(histories), path)
+
+
+def training_plot(histories: dict[str, pd.DataFrame]):
     """Loss and accuracy per epoch, train and val, of every fine-tuning run."""
     plt = _pyplot()
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
@@ -112,7 +126,7 @@ def training_figure(histories: dict[str, pd.DataFrame], path: str) -> None:
         acc_ax.legend(handles, labels, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1),
                       frameon=False, ncol=columns)  # fmt: skip
     fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
 def f1_table(runs: list[Run]) -> pd.DataFrame:
