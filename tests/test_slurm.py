@@ -1,4 +1,4 @@
-"""The small grid through a real single-node Slurm cluster (../shared/tools/local-slurm.sh).
+"""A small grid through a real single-node Slurm cluster (../shared/tools/local-slurm.sh).
 
 Needs root and Debian's slurm-wlm, munge and MariaDB (installed by the script); skipped with
 the reason printed where the machine cannot run it, or where MEDTRANSFER_SKIP_SLURM is set.
@@ -76,8 +76,12 @@ def slurm():
         cluster("down")
 
 
-def test_small_grid_runs_through_slurm(slurm, tmp_path, shared_data):
-    config = write_config(tmp_path / "config.yaml", shared_data)
+def test_a_grid_runs_through_slurm(slurm, tmp_path, shared_data):
+    """Every stage once (prepare to Table II, an FE and an FT run of one target): what the
+    profile submits and how. The whole small grid took 10 of CI's 49 minutes here, one job
+    per core with Slurm's start-up each; it adds nothing the Slurm path would not show."""
+    config = write_config(tmp_path / "config.yaml", shared_data, "fault.yaml",
+                          methods=["fe-svm", "ft-svm"])  # fmt: skip
     command = ["timeout", "-k", "30", "1500",
                *snakemake_command(tmp_path, config, "--profile", str(REPO / "profiles" / "slurm"),
                                   *CI_OVERRIDES)]  # fmt: skip
@@ -86,7 +90,7 @@ def test_small_grid_runs_through_slurm(slurm, tmp_path, shared_data):
     runs = [
         p for p in (tmp_path / "results/vgg16/runs").rglob("seed*.json") if "_frac" not in p.name
     ]
-    assert len(runs) == 16
+    assert len(runs) == 2
     assert all(0 <= json.loads(p.read_text())["auc_macro"] <= 1 for p in runs)
     assert (tmp_path / "results" / "table2.csv").is_file()
     # sacct's record of every job this cluster ran, with the sbatch line that submitted it
@@ -99,7 +103,7 @@ def test_small_grid_runs_through_slurm(slurm, tmp_path, shared_data):
     mine = [line for line in accounting.splitlines() if f"-D {tmp_path} " in line]
     jobs = [line.split("|", 1) for line in mine if "--comment rule_" in line]
     completed = [line for state, line in jobs if state == "COMPLETED"]
-    assert len(completed) >= 40, accounting[-2000:]
+    assert len(completed) >= 10, accounting[-2000:]
     finetune = [line for line in completed if "--comment rule_finetune" in line]
     score = [line for line in completed if "--comment rule_score" in line]
     assert finetune and all("--gpus=1" in line for line in finetune)  # Keras rules: a GPU
