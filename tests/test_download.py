@@ -23,7 +23,7 @@ from medtransfer.download import (
     resolve,
 )
 
-from .conftest import REPO, snakemake
+from .conftest import REPO, snakemake, snakemake_command
 
 
 class Served:
@@ -214,6 +214,24 @@ def test_the_quick_start_demo_runs_on_pneumoniamnist_from_a_local_server(
     again = snakemake(workdir, path, "-n", "--cores", "2")
     assert "Nothing to be done" in again.stdout + again.stderr  # the second run fetches nothing
     assert [name for name, _ in server.requests] == ["pneumoniamnist.npz"]
+
+
+def test_the_quick_start_offline_names_every_file_it_could_not_fetch(tmp_path, monkeypatch):
+    """All four downloads fail (a mirror where nothing answers stands for no network): the
+    console names each dataset, its URL and its path, not only the first (keep-going)."""
+    import subprocess
+
+    monkeypatch.setenv(MEDMNIST_MIRROR, "http://127.0.0.1:9/")  # the discard port
+    command = snakemake_command(tmp_path, REPO / "config" / "demo-medmnist.yaml",
+                                "--config", f"data_root={tmp_path / 'data'}")  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    console = result.stdout + result.stderr
+    assert result.returncode != 0
+    for name in ("pneumoniamnist", "retinamnist", "dermamnist", "bloodmnist"):
+        line = f"rule download (download_file=medmnist/{name}_28.npz) failed: DataError"
+        assert line in console, name
+        assert f"http://127.0.0.1:9/{name}.npz" in console, name
+    assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("*.npy"))
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
