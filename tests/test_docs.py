@@ -31,3 +31,11 @@ def test_the_readme_links_every_page_that_moved_out_of_it():
     for page in ("docs/outputs.md", "docs/methods.md", "config/README.md",
                  "docs/troubleshooting.md", "docs/showcase.md", "docs/paper.md"):  # fmt: skip
         assert f"]({page})" in readme, page
+
+
+def test_the_readme_table_is_the_committed_showcase_table():
+    """The Table II the README shows is the committed run's, row for row."""
+    committed = (REPO / "docs" / "showcase" / "table2.md").read_text().splitlines()
+    shown = [line for line in (REPO / "README.md").read_text().splitlines()
+             if line.startswith("|")]  # fmt: skip
+    assert shown[:6] == committed[:6]
