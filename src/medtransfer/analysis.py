@@ -21,8 +21,8 @@ from scipy import linalg
 from scipy.stats import spearmanr
 
 from .config import NO_SOURCE
-from .io import atomic_path, read_csv, read_json, write_csv
-from .reporting import source_colour
+from .io import read_csv, read_json, write_csv
+from .reporting import add_source_target_legend, save_figure, source_colour, target_markers
 from .runs import no_transfer_means, read_runs, runs_frame
 
 IMAGENET_IMAGES_PER_CLASS = 1_281_167 / 1000  # ILSVRC-2012 train set
@@ -116,12 +116,7 @@ def _scatter(
     source_order: list[str] | None = None,
     log_x: bool = False,
 ) -> None:
-    import matplotlib.pyplot as plt
-
-    fig = gain_scatter(frame, x, xlabel, title, source_order, log_x)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(gain_scatter(frame, x, xlabel, title, source_order, log_x), path)
 
 
 def gain_scatter(
@@ -138,13 +133,10 @@ def gain_scatter(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
     sources = list(dict.fromkeys(frame.source))
     order = source_order or sources
-    targets = list(dict.fromkeys(frame.target)) if "target" in frame else [None]
-    markers = dict(zip(targets, "osD^vP*X<>", strict=False))
+    markers = target_markers(list(dict.fromkeys(frame.target)) if "target" in frame else [None])
     # points coloured by source (its colour of every figure), shaped by target: text labels
     # beside a dozen points overlapped
     fig, axes = plt.subplots(1, 2, figsize=(11.5, 4), sharey=True)
@@ -159,12 +151,7 @@ def gain_scatter(
             ax.set_xscale("log")
         ax.set(xlabel=xlabel, title=f"{kind[:2].upper()} gain (Spearman ρ={rho:.2f}, p={p:.2f})")
     axes[0].set_ylabel("AUC gain over No transfer")
-    handles = [Patch(color=source_colour(order, s), label=s) for s in sources]
-    handles += [Line2D([], [], ls="", marker=markers[t], color="black", label=t)
-                for t in targets if t is not None]  # fmt: skip
-    legend_title = "source (colour)\ntarget (shape)" if targets != [None] else "source"
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.86, 0.5), frameon=False,
-               title=legend_title)  # fmt: skip
+    add_source_target_legend(fig, order, sources, markers, x=0.86)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 0.85, 1))  # the right seventh holds the legend
     return fig
@@ -297,14 +284,9 @@ def learning_curve_table(run_files: list[str]) -> pd.DataFrame:
 
 
 def write_learning_curves(run_files: list[str], csv_path: str, png_path: str) -> None:
-    import matplotlib.pyplot as plt
-
     table = learning_curve_table(run_files)
     write_csv(table, csv_path)
-    fig = learning_curve_plot(table)
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(learning_curve_plot(table), png_path)
 
 
 def learning_curve_plot(table: pd.DataFrame):

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from .config import NO_SOURCE
-from .io import atomic_path, write_csv, write_text
-from .reporting import SOURCE_LABELS, source_colour, to_latex, to_markdown
+from .io import write_csv, write_text
+from .reporting import SOURCE_LABELS, save_figure, source_colour, to_latex, to_markdown
 from .runs import read_runs, runs_frame
 
 
@@ -114,12 +114,7 @@ def plot_architectures(
     png: str,
     sizes: dict[str, int] | None = None,
 ) -> None:
-    import matplotlib.pyplot as plt
-
-    fig = architectures_figure(data, archs, sources, sizes)
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, dpi=150, format="png", bbox_inches="tight")
-    plt.close(fig)
+    save_figure(architectures_figure(data, archs, sources, sizes), png, dpi=150)
 
 
 def architectures_figure(

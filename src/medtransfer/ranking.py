@@ -29,7 +29,7 @@ import pandas as pd
 from scipy.stats import kendalltau, weightedtau
 
 from .config import NO_SOURCE
-from .io import atomic_path, read_csv
+from .io import read_csv
 from .runs import Run
 
 MIN_SOURCES = 3
@@ -371,12 +371,9 @@ def estimate_summary(estimates: pd.DataFrame, gains: pd.DataFrame) -> pd.DataFra
 
 
 def write_estimate_figure(summary: pd.DataFrame, path: str) -> None:
-    import matplotlib.pyplot as plt
+    from .reporting import save_figure
 
-    fig = estimate_plot(summary)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight")
-    plt.close(fig)
+    save_figure(estimate_plot(summary), path)
 
 
 def estimate_plot(summary: pd.DataFrame):
@@ -388,10 +385,8 @@ def estimate_plot(summary: pd.DataFrame):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
-    from .reporting import source_colour
+    from .reporting import add_source_target_legend, source_colour, target_markers
 
     estimators = sorted(summary.estimator.unique()) if len(summary) else []
     columns = max(1, min(3, len(estimators)))
@@ -402,7 +397,7 @@ def estimate_plot(summary: pd.DataFrame):
     shown = summary[summary.source != NO_SOURCE] if len(summary) else summary
     sources = list(dict.fromkeys(shown.source)) if len(shown) else []
     targets = sorted(shown.target.unique()) if len(shown) else []
-    markers = dict(zip(targets, "osD^vP*X<>", strict=False))
+    markers = target_markers(targets)
     for ax, estimator in zip(axes.flat, estimators, strict=False):
         part = shown[shown.estimator == estimator]
         for target, points in part.groupby("target"):
@@ -413,13 +408,10 @@ def estimate_plot(summary: pd.DataFrame):
             ax.scatter(z, y, c=colours, marker=markers.get(target, "o"), s=30)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set(title=estimator, xlabel="score (standardised per target)", ylabel="FT gain (AUC)")
-    handles = [Patch(color=source_colour(sources, s), label=s) for s in sources]
-    handles += [Line2D([], [], ls="", marker=markers[t], color="black", label=t) for t in targets]
     right = 1.0
-    if handles:
+    if sources or targets:
         right = 1 - 1.6 / fig.get_figwidth()  # room for the legend beside the panels
-        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(right + 0.01, 0.5),
-                   frameon=False, fontsize=7, title="source (colour)\ntarget (shape)")  # fmt: skip
+        add_source_target_legend(fig, sources, sources, markers, x=right + 0.01, fontsize=7)
     fig.tight_layout(rect=(0, 0, right, 1))
     return fig
 
@@ -521,12 +513,10 @@ def adaptive_markdown(table: pd.DataFrame, n_jobs_full: int) -> str:
 
 
 def write_probe_figures(cka: pd.DataFrame, knn: pd.DataFrame, cka_png: str, knn_png: str) -> None:
-    import matplotlib.pyplot as plt
+    from .reporting import save_figure
 
     for fig, path in zip(probe_plots(cka, knn), (cka_png, knn_png), strict=True):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight")
-        plt.close(fig)
+        save_figure(fig, path)
 
 
 def probe_plots(cka: pd.DataFrame, knn: pd.DataFrame) -> tuple:

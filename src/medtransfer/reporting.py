@@ -6,6 +6,7 @@ deviation is max |AUC_seed - mean|, as the paper reports it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -321,6 +322,46 @@ def source_colour(sources: list[str], source: str, kind: str = "FT") -> tuple:
     return colours[2 * hue + (kind == "FE")]
 
 
+def save_figure(fig: Any, *paths: str, dpi: int = 120) -> None:
+    """Write a figure to each path (format from its suffix), atomically, with everything
+    drawn beside the axes (legends outside them) inside the image; then free it."""
+    import matplotlib.pyplot as plt
+
+    for path in paths:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix[1:])
+    plt.close(fig)
+
+
+TARGET_MARKERS = "osD^vP*X<>"
+
+
+def target_markers(targets: list[str | None]) -> dict[str | None, str]:
+    return dict(zip(targets, TARGET_MARKERS, strict=False))
+
+
+def add_source_target_legend(
+    fig: Any,
+    order: list[str],
+    sources: list[str],
+    markers: dict[str | None, str],
+    x: float,
+    fontsize: float | None = None,
+) -> None:
+    """One legend beside the panels of a scatter whose points are coloured by source (its
+    colour of every figure, `source_colour` over `order`) and shaped by target."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    targets = [t for t in markers if t is not None]
+    handles = [Patch(color=source_colour(order, s), label=s) for s in sources]
+    handles += [Line2D([], [], ls="", marker=markers[t], color="black", label=t)
+                for t in targets]  # fmt: skip
+    title = "source (colour)\ntarget (shape)" if targets else "source"
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(x, 0.5), frameon=False,
+               fontsize=fontsize, title=title)  # fmt: skip
+
+
 def figure3_data(config: dict[str, Any], summary: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
     """Per source and method: mean AUC over targets, the std of the targets' means, and No
     transfer's mean over the same targets (sources skip targets of their own data)."""
@@ -352,18 +393,10 @@ def figure3_data(config: dict[str, Any], summary: pd.DataFrame, sources: list[st
 def write_figure3(
     config: dict[str, Any], table_csv: str, sources: list[str], png: str, pdf: str, data_csv: str
 ) -> pd.DataFrame:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     data = figure3_data(config, read_csv(table_csv), sources)
-    write_csv(data, data_csv, float_format="%.6f")
-    fig = figure3_plot(data, [SOURCE_LABELS.get(s, s) for s in sources])
-    for path in (png, pdf):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=150, bbox_inches="tight")
-    plt.close(fig)
+    write_csv(data, data_csv)
+    save_figure(figure3_plot(data, [SOURCE_LABELS.get(s, s) for s in sources]), png, pdf,
+                dpi=150)  # fmt: skip
     return data
 
 
@@ -410,7 +443,7 @@ def figure3_plot(data: pd.DataFrame, source_order: list[str] | None = None):
         shades = [Patch(color=(0.75, 0.75, 0.75), label="FE (light)"),
                   Patch(color=(0.45, 0.45, 0.45), label="FT (dark)")]  # fmt: skip
         kept = [s for s in shades if s.get_label()[:2] in kinds]
-        handles = kept + [h for h in ax.get_legend_handles_labels()[0]]
+        handles = kept + ax.get_legend_handles_labels()[0]
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     else:
         message = "no transfer source with FE or FT runs in this grid:\nnothing to compare"

@@ -3,13 +3,11 @@ per-class F1 table and a classification report."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
-from .io import atomic_path, read_csv, write_csv, write_text
-from .reporting import to_markdown
+from .io import read_csv, write_csv, write_text
+from .reporting import save_figure, to_markdown
 from .runs import Run, predictions, read_runs
 
 
@@ -20,12 +18,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _save(fig: Any, path: str) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")  # legends outside the axes included
-    _pyplot().close(fig)
 
 
 def _grid(n: int, size: float = 3.2):
@@ -46,7 +38,7 @@ def first_seed_runs(runs: list[Run]) -> list[Run]:
 
 
 def roc_figure(runs: list[Run], path: str) -> None:
-    _save(roc_plot(runs), path)
+    save_figure(roc_plot(runs), path)
 
 
 def roc_plot(runs: list[Run]):
@@ -77,7 +69,7 @@ def roc_plot(runs: list[Run]):
 
 
 def confusion_figure(runs: list[Run], path: str) -> None:
-    _save(confusion_plot(runs), path)
+    save_figure(confusion_plot(runs), path)
 
 
 def confusion_plot(runs: list[Run]):
@@ -103,7 +95,7 @@ def confusion_plot(runs: list[Run]):
 
 
 def training_figure(histories: dict[str, pd.DataFrame], path: str) -> None:
-    _save(training_plot(histories), path)
+    save_figure(training_plot(histories), path)
 
 
 def training_plot(histories: dict[str, pd.DataFrame]):
