@@ -39,3 +39,32 @@ def test_the_readme_table_is_the_committed_showcase_table():
     shown = [line for line in (REPO / "README.md").read_text().splitlines()
              if line.startswith("|")]  # fmt: skip
     assert shown[:6] == committed[:6]
+
+
+def test_the_readme_timings_are_those_of_the_committed_records():
+    """Each time the README quotes is in a committed log of the run that measured it."""
+    readme = " ".join((REPO / "README.md").read_text().split())
+    records = REPO / "benchmarks" / "records"
+    ci = (records / "ci-2026-11-30.txt").read_text()
+    fast = (records / "fast-loop-2026-11-30.txt").read_text()
+    lite0 = (REPO / "docs" / "showcase" / "efficientnet_lite0" / "timing.txt").read_text()
+    tests, minutes = re.search(r"(\d+) tests, (\d+) min on a clean clone", readme).groups()
+    passed, seconds = re.search(r"(\d+) passed, .* in ([\d.]+)s", ci).groups()
+    assert (tests, minutes) == (passed, str(int(float(seconds) // 60)))
+    tests, minutes = re.search(r"the fast loop (\d+) tests, ([\d.]+) min", readme).groups()
+    passed, seconds = re.search(r"(\d+) passed, .* in ([\d.]+)s", fast).groups()
+    assert tests == passed and float(minutes) == round(float(seconds) / 60, 1)
+    minutes = re.search(r"that part alone took (\d+) min", readme)[1]
+    assert int(minutes) == round(int(re.search(r"wall=(\d+)", lite0)[1]) / 60)
+
+
+def test_the_readme_says_what_the_quick_start_config_holds():
+    import yaml
+
+    demo = yaml.safe_load((REPO / "config" / "demo-medmnist.yaml").read_text())
+    readme = " ".join((REPO / "README.md").read_text().split())
+    downloads = {spec["download"] for spec in demo["datasets"].values()}
+    assert len(downloads) == 4 and all(d.endswith("@28") for d in downloads)
+    assert "four MedMNIST files at 28 px" in readme
+    assert f"resizes them to the grid's {demo['image_size']} px" in readme
+    assert f"FE and FT; {len(demo['seeds'])} seeds" in readme
