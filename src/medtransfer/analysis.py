@@ -115,8 +115,9 @@ def _scatter(
     path: str,
     source_order: list[str] | None = None,
     log_x: bool = False,
+    ylabel: str = "AUC gain over No transfer",
 ) -> None:
-    save_figure(gain_scatter(frame, x, xlabel, title, source_order, log_x), path)
+    save_figure(gain_scatter(frame, x, xlabel, title, source_order, log_x, ylabel), path)
 
 
 def gain_scatter(
@@ -126,6 +127,7 @@ def gain_scatter(
     title: str,
     source_order: list[str] | None = None,
     log_x: bool = False,
+    ylabel: str = "AUC gain over No transfer",
 ):
     """FT and FE gains over No transfer against `x`, a point per source (colour) and target
     (shape), the legend beside the panels."""
@@ -149,8 +151,11 @@ def gain_scatter(
                        marker=markers.get(target, "o"), s=36)  # fmt: skip
         if log_x:
             ax.set_xscale("log")
-        ax.set(xlabel=xlabel, title=f"{kind[:2].upper()} gain (Spearman ρ={rho:.2f}, p={p:.2f})")
-    axes[0].set_ylabel("AUC gain over No transfer")
+        n = int((frame[x].notna() & frame[kind].notna()).sum())
+        statistic = (f"Spearman ρ={rho:.2f}, p={p:.2f}" if np.isfinite(rho)
+                     else f"{n} point(s): too few for a rank correlation")  # fmt: skip
+        ax.set(xlabel=xlabel, title=f"{kind[:2].upper()} gain ({statistic})")
+    axes[0].set_ylabel(ylabel)
     add_source_target_legend(fig, order, sources, markers, x=0.86)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 0.85, 1))  # the right seventh holds the legend
@@ -235,6 +240,7 @@ def write_analysis(
         outputs["data_png"],
         sources,
         log_x=True,
+        ylabel="AUC gain over No transfer,\nmean over the source's targets",
     )
     write_csv(correlation_table(similarity, per_class), outputs["correlations"])
 
@@ -315,7 +321,8 @@ def learning_curve_plot(table: pd.DataFrame):
         # them 3x10^-1)
         ax.set_xticks(sorted(part.fraction.unique()))
         ax.set_xlim(0, 1.05)
-        ax.set(title=target, xlabel="fraction of the training split", ylabel="mean AUC")
+        ax.set(title=target, xlabel="fraction of the training split",
+               ylabel="mean AUC over seeds (error bars: sd)")  # fmt: skip
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig

@@ -408,6 +408,9 @@ def estimate_plot(summary: pd.DataFrame):
             ax.scatter(z, y, c=colours, marker=markers.get(target, "o"), s=30)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set(title=estimator, xlabel="score (standardised per target)", ylabel="FT gain (AUC)")
+    if len(shown) and shown.groupby("target").source.nunique().max() < 2:
+        fig.suptitle("one source per target: standardised scores are all 0 and rank nothing",
+                     fontsize=9)  # fmt: skip
     right = 1.0
     if sources or targets:
         right = 1 - 1.6 / fig.get_figwidth()  # room for the legend beside the panels
@@ -529,6 +532,8 @@ def probe_plots(cka: pd.DataFrame, knn: pd.DataFrame) -> tuple:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    from .reporting import source_colour
+
     sources = sorted(cka.source.unique()) if len(cka) else []
     fig, axes = plt.subplots(
         1, max(1, len(sources)), figsize=(3.6 * max(1, len(sources)), 3.2), squeeze=False
@@ -546,10 +551,13 @@ def probe_plots(cka: pd.DataFrame, knn: pd.DataFrame) -> tuple:
     fig, ax = plt.subplots(figsize=(6, 3.4))
     if len(knn):
         mean = knn.groupby(["source", "depth"], as_index=False)["accuracy"].mean()
+        sources = list(mean.source.unique())
         for source, line in mean.groupby("source"):
-            ax.plot(line.depth, line.accuracy, marker="o", label=source)
+            ax.plot(line.depth, line.accuracy, marker="o", label=source,
+                    color=source_colour(sources, source))  # fmt: skip
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    ax.set(xlabel="stage", ylabel="k-NN test accuracy (frozen)", title="k-NN probe")
+    ax.set(xlabel="stage", ylabel="k-NN test accuracy (frozen),\nmean over seeds",
+           title="k-NN probe")  # fmt: skip
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return cka_fig, fig

@@ -359,7 +359,7 @@ def add_source_target_legend(
                 for t in targets]  # fmt: skip
     title = "source (colour)\ntarget (shape)" if targets else "source"
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(x, 0.5), frameon=False,
-               fontsize=fontsize, title=title)  # fmt: skip
+               fontsize=fontsize, title=title, title_fontsize=fontsize)  # fmt: skip
 
 
 def figure3_data(config: dict[str, Any], summary: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
@@ -436,7 +436,7 @@ def figure3_plot(data: pd.DataFrame, source_order: list[str] | None = None):
     ticks = [f"{label}\n({n} target{'s' if n != 1 else ''})"
              for label, n in zip(labels, reference.n_targets, strict=True)]  # fmt: skip
     ax.set_xticks(x, ticks)
-    ax.set_ylabel("Mean macro AUC over targets\n(bars: ± sd over targets)")
+    ax.set_ylabel("Mean macro AUC over targets\n(error bars: sd over targets)")
     ax.set_ylim(0, 1)
     ax.set_title("Mean performance per source")
     if labels:
