@@ -28,7 +28,7 @@ min_version("9.0")
 # This checkout's package, also where another checkout is installed (see _checkout.py); the
 # scripts folder itself stays off sys.path.
 runpy.run_path(f"{workflow.basedir}/workflow/scripts/_checkout.py")
-from medtransfer.config import load_config, refuse_alias_bombs
+from medtransfer.config import apply_includes, load_config, refuse_alias_bombs
 from medtransfer.snakemake_locks import keep_other_runs_locks
 
 # Snakemake >= 9.17 deletes every run's locks when one ends: keep the others' (see module)
@@ -44,6 +44,8 @@ if not workflow.overwrite_configfiles:
     defaults = load_config("config.yaml")
     update_config(defaults, config)
     config.update(defaults)
+# datasets and tasks declared once in config/datasets/ and taken from there (`include:`)
+apply_includes(config, workflow.basedir)
 
 
 report: "workflow/report/workflow.rst"

@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Test this checkout's package, also where another clone is the installed one (the scripts
 # folder stays off sys.path: its select_task.py and friends are not importable modules).
 runpy.run_path(str(REPO / "workflow" / "scripts" / "_checkout.py"))
+from medtransfer.config import apply_includes, load_config  # noqa: E402  (this checkout's)
 
 SHARED_DATA = Path(os.environ.get("MEDTRANSFER_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -25,6 +26,13 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
         pytest.skip(f"sample data not found at {SHARED_DATA} (set MEDTRANSFER_SHARED_DATA)")
     return SHARED_DATA
+
+
+def read_config(path: Path) -> dict:
+    """A config file as the workflow reads it: its `include:` files' declarations taken."""
+    config = load_config(path)
+    apply_includes(config, REPO)
+    return config
 
 
 def write_config(path: Path, data_root: Path, name: str = "small.yaml", **overrides) -> Path:

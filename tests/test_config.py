@@ -6,18 +6,20 @@ import yaml
 
 from medtransfer.config import (
     ConfigError,
+    apply_includes,
     check_config,
     check_data_present,
-    grid_runs,
     load_config,
     parse_method,
     refuse_alias_bombs,
     validate_schema,
 )
+from medtransfer.grid import grid_runs
 
-from .conftest import REPO, snakemake, write_config
+from .conftest import REPO, read_config, snakemake, write_config
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+PAPER_CONFIGS = ("fok2019", "architectures", "pal2016", "patel2019", "showcase", "demo-medmnist")
 
 
 def small_config():
@@ -164,3 +166,58 @@ def test_workflow_fails_before_any_job_on_a_misspelled_key(tmp_path, shared_data
     # the key, the complaint, the allowed keys: a few lines, not the whole schema
     assert len(output.strip().splitlines()) < 20, output
     assert not Path(tmp_path / "results").exists()
+
+
+def declarations(path: Path) -> list[tuple[str, str, str]]:
+    """(section, name, the entry with the dataset entry it reads) of every declaration a
+    config file writes itself: the same task over other data is another declaration."""
+    data = yaml.safe_load(path.read_text())
+    found = []
+    for section in ("datasets", "tasks", "pretrained"):
+        for name, spec in (data.get(section) or {}).items():
+            dataset = (data.get("datasets") or {}).get(spec.get("dataset"))
+            found.append((section, name, repr((spec, dataset))))
+    return found
+
+
+def test_no_declaration_is_written_twice_across_the_configs():
+    files = [*sorted((REPO / "config").rglob("*.yaml")), REPO / "config.yaml"]
+    seen: dict[tuple[str, str, str], list[str]] = {}
+    for path in files:
+        for key in declarations(path):
+            seen.setdefault(key, []).append(str(path.relative_to(REPO)))
+    repeated = {f"{s}.{n}": where for (s, n, _), where in seen.items() if len(where) > 1}
+    assert not repeated, repeated
+
+
+def test_a_config_takes_what_its_grid_names_from_its_includes(tmp_path):
+    library = tmp_path / "lib.yaml"
+    library.write_text(
+        "datasets:\n  a: {adapter: folder, path: A}\n  b: {adapter: folder, path: B}\n"
+        "tasks:\n  ta: {dataset: a}\n  tb: {dataset: b}\n  unused: {dataset: b}\n"
+    )
+    config = {
+        "include": ["lib.yaml"],
+        "tasks": {"tb": {"dataset": "b", "max_per_class": 5}},
+        "sources": ["none", "ta"],
+        "targets": ["tb"],
+    }
+    apply_includes(config, tmp_path)
+    assert "include" not in config
+    assert config["tasks"] == {"ta": {"dataset": "a"}, "tb": {"dataset": "b", "max_per_class": 5}}
+    assert list(config["datasets"]) == ["a", "b"]
+
+
+def test_an_included_file_with_grid_settings_is_refused_by_name(tmp_path):
+    library = tmp_path / "lib.yaml"
+    library.write_text("datasets: {}\nseeds: [1]\n")
+    with pytest.raises(ConfigError, match=r"lib\.yaml sets seeds"):
+        apply_includes({"include": ["lib.yaml"]}, tmp_path)
+
+
+@pytest.mark.parametrize("path", ["config.yaml", *(f"config/{n}.yaml" for n in PAPER_CONFIGS)])
+def test_every_config_is_whole_after_its_includes(path):
+    config = read_config(REPO / path)
+    validate_schema(config, SCHEMA)
+    check_config(config)
+    assert set(config["targets"]) <= set(config["tasks"])

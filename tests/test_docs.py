@@ -68,3 +68,31 @@ def test_the_readme_says_what_the_quick_start_config_holds():
     assert "four MedMNIST files at 28 px" in readme
     assert f"resizes them to the grid's {demo['image_size']} px" in readme
     assert f"FE and FT; {len(demo['seeds'])} seeds" in readme
+
+
+def cited_names(page: str) -> set[str]:
+    """The `module` and `module.name` (or `Class.name`) spans a page cites in code style."""
+    text = (REPO / page).read_text()
+    return set(re.findall(r"`([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)`", text))
+
+
+def test_the_architecture_page_cites_only_what_exists():
+    import importlib
+
+    modules = {p.stem for p in (REPO / "src" / "medtransfer").glob("*.py")} - {"__init__"}
+    loaded = {m: importlib.import_module(f"medtransfer.{m}") for m in modules}
+    classes = {
+        name: value
+        for module in loaded.values()
+        for name, value in vars(module).items()
+        if isinstance(value, type) and value.__module__ == module.__name__
+    }
+    cited = cited_names("docs/architecture.md")
+    missing = []
+    for name in cited:
+        head, _, attribute = name.partition(".")
+        owner = loaded.get(head) or classes.get(head)
+        if attribute and owner is not None and not hasattr(owner, attribute):
+            missing.append(name)
+    assert not missing, missing
+    assert modules <= cited, sorted(modules - cited)  # every module has its place

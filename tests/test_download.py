@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import yaml
 
-from medtransfer.data import DataError
 from medtransfer.download import (
     MEDMNIST_MIRROR,
     Remote,
@@ -22,6 +21,7 @@ from medtransfer.download import (
     medmnist_remote,
     resolve,
 )
+from medtransfer.errors import DataError
 
 from .conftest import REPO, snakemake, snakemake_command
 

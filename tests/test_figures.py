@@ -165,7 +165,7 @@ def test_a_source_has_one_colour_in_every_figure():
 
 
 def hand_made_runs() -> list:
-    from medtransfer.runs import Run
+    from medtransfer.runs import RunRecord
 
     from .test_runs import record
 
@@ -176,7 +176,7 @@ def hand_made_runs() -> list:
             labels = rng.integers(0, 2, 40)
             positive = labels + rng.normal(0, 0.8, 40)
             scores = np.column_stack([-positive, positive])
-            runs.append(Run.from_json(record(source=source, seed=seed, method="ft-svm",
+            runs.append(RunRecord.from_json(record(source=source, seed=seed, method="ft-svm",
                                              test_labels=labels.tolist(),
                                              test_scores=scores.tolist())))  # fmt: skip
     return runs

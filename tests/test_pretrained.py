@@ -10,7 +10,8 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from medtransfer.config import ConfigError, architecture_grids, check_config  # noqa: E402
-from medtransfer.pretrained import WeightsMismatch, check_sha256, pretrained_network  # noqa: E402
+from medtransfer.models import pretrained_network  # noqa: E402
+from medtransfer.pretrained import WeightsMismatch, check_sha256  # noqa: E402
 
 
 def legacy_h5(model, path):

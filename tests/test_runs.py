@@ -7,8 +7,8 @@ import pytest
 
 from medtransfer.reporting import empty_table_note, layout, summarise
 from medtransfer.runs import (
-    Run,
     RunFileError,
+    RunRecord,
     group_runs,
     no_transfer_means,
     read_runs,
@@ -42,7 +42,7 @@ def record(target="isic", source="none", method="ft-svm", seed=0, auc=0.7, **ext
 
 def test_a_run_file_reads_back_as_written(tmp_path):
     data = record(auc=0.75, versions={"keras": "3"}, epochs_run=4)
-    write_run(tmp_path / "r.json", Run.from_json(data))
+    write_run(tmp_path / "r.json", RunRecord.from_json(data))
     written = json.loads((tmp_path / "r.json").read_text())
     assert written == {**data, "train_fraction": 1.0, "architecture": "vgg16", "leakage": {}}
     (run,) = read_runs([tmp_path / "r.json"])
@@ -58,7 +58,9 @@ def test_a_file_that_is_no_run_is_named_with_what_it_lacks(tmp_path):
 
 
 def test_runs_group_by_target_source_method_in_seed_order():
-    runs = [Run.from_json(record(seed=s, source=src)) for s in (2, 0, 1) for src in ("a", "b")]
+    runs = [
+        RunRecord.from_json(record(seed=s, source=src)) for s in (2, 0, 1) for src in ("a", "b")
+    ]
     grouped = group_runs(runs)
     assert list(grouped) == [("isic", "a", "ft-svm"), ("isic", "b", "ft-svm")]
     assert [r.seed for r in grouped[("isic", "a", "ft-svm")]] == [0, 1, 2]
@@ -88,7 +90,7 @@ AUCS = {  # (target, source, method) -> AUC of seeds 0 and 1
 
 def summary_of_aucs():
     runs = [
-        Run.from_json(record(t, s, m, seed, auc))
+        RunRecord.from_json(record(t, s, m, seed, auc))
         for (t, s, m), values in AUCS.items()
         for seed, auc in enumerate(values)
     ]
@@ -110,7 +112,7 @@ def test_table2_layout_with_a_mean_group_row_and_differences():
 
 def test_a_table_without_a_value_says_why():
     """Only the untrained network's features (none + fe-svm): no column of Table II has runs."""
-    runs = [Run.from_json(record(method="fe-svm", seed=s)) for s in (0, 1)]
+    runs = [RunRecord.from_json(record(method="fe-svm", seed=s)) for s in (0, 1)]
     table = layout(CONFIG, summarise(runs_frame(runs)), ["none"])
     assert "No cell of this table has runs" in empty_table_note(table, CONFIG["report"])
     full = layout(CONFIG, summary_of_aucs(), ["none", "natural"])
@@ -171,7 +173,7 @@ def test_nearly_tied_scores_are_flagged_and_mark_the_cell():
 
     margins = np.column_stack([-1 - 1e-12 * np.arange(5), 1 + 1e-12 * np.arange(5)])
     assert nearly_tied(margins) and not nearly_tied(margins * 0 + np.arange(10).reshape(5, 2))
-    tied = Run.from_json(record(auc=0.75, scores_nearly_tied=True))
+    tied = RunRecord.from_json(record(auc=0.75, scores_nearly_tied=True))
     assert not runs_frame([tied]).converged.iloc[0]
 
 
@@ -183,7 +185,9 @@ def test_clinical_table_means_seeds_and_leaves_margins_uncalibrated():
                  "recall_per_class": {"a": 0.5, "b": 0.7},
                  "sensitivity_at_specificity": {"0.90": 0.3, "0.95": 0.2},
                  "ece": ece, "brier": None if ece is None else 0.3}  # fmt: skip
-        return Run.from_json(record(seed=seed, method="ft-head" if ece else "ft-svm", **extra))
+        return RunRecord.from_json(
+            record(seed=seed, method="ft-head" if ece else "ft-svm", **extra)
+        )
 
     table = clinical_table([with_metrics(0, 0.6, None), with_metrics(1, 0.8, None),
                             with_metrics(0, 0.7, 0.1), with_metrics(1, 0.7, 0.3)])  # fmt: skip

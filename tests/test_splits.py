@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from medtransfer.data import DataError
+from medtransfer.errors import DataError
 from medtransfer.splits import (
     Duplicates,
     balanced_class_weights,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from medtransfer.reporting import layout, summarise
-from medtransfer.runs import Run, group_runs, runs_frame
+from medtransfer.runs import RunRecord, group_runs, runs_frame
 from medtransfer.stats import (
     benjamini_hochberg,
     comparisons,
@@ -39,7 +39,7 @@ def scores_with_auc(target: float, noise: np.ndarray) -> np.ndarray:
 def run(method, seed, auc_value, source="natural"):
     noise = np.random.default_rng([seed, hash(method) % 1000]).normal(size=len(LABELS))
     margin = scores_with_auc(auc_value, noise)
-    return Run(
+    return RunRecord(
         target="isic",
         source=source,
         method=method,

@@ -262,10 +262,10 @@ def test_tau_says_why_where_it_cannot_be_given():
 
 def test_seed_gains_pair_each_run_with_no_transfer_on_its_seed():
     from medtransfer.ranking import seed_gains
-    from medtransfer.runs import Run
+    from medtransfer.runs import RunRecord
 
     def run(source, method, seed, auc):
-        return Run("t", source, method, seed, ["a", "b"], auc, {}, 0.5, None, None, {}, 0.5,
+        return RunRecord("t", source, method, seed, ["a", "b"], auc, {}, 0.5, None, None, {}, 0.5,
                    0.5, [[1]], {}, [], [])  # fmt: skip
 
     runs = [run("none", "ft-svm", 0, 0.6), run("none", "ft-svm", 1, 0.7),

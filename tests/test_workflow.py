@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import NATURAL_IMAGES_COUNTS, REPO, snakemake, write_config
+from .conftest import NATURAL_IMAGES_COUNTS, REPO, read_config, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -329,7 +329,7 @@ def test_stats_recompute_an_interval_and_a_difference(small_grid):
     import numpy as np
     from scipy.stats import t as scipy_t
 
-    from medtransfer.runs import Run
+    from medtransfer.runs import RunRecord
     from medtransfer.stats import AucDraws
 
     per_run = pd.read_csv(small_grid / "results/vgg16/stats_runs.csv")
@@ -340,7 +340,7 @@ def test_stats_recompute_an_interval_and_a_difference(small_grid):
         & (per_run.seed == 1)
     ].iloc[0]
     run = run_json(small_grid, "blood/natural/ft-svm/seed1.json")
-    low, high = np.nanpercentile(AucDraws()(Run.from_json(run)), [2.5, 97.5])
+    low, high = np.nanpercentile(AucDraws()(RunRecord.from_json(run)), [2.5, 97.5])
     assert (row.ci_low, row.ci_high) == pytest.approx((low, high), abs=1e-6)
     assert low < run["auc_macro"] < high
     stats = pd.read_csv(small_grid / "results/vgg16/stats.csv")
@@ -548,7 +548,7 @@ PAPER_CONFIG_JOBS = {
 def placeholder_data(config_file: Path, root: Path) -> Path:
     """Empty stand-ins for the dataset paths of a config that no download provides (the
     plan checks that they exist)."""
-    config = yaml.safe_load(config_file.read_text())
+    config = read_config(config_file)
     for spec in config["datasets"].values():
         if "download" in spec:
             continue
@@ -603,7 +603,7 @@ def units(jobs, rule: str, *keys: str) -> list[tuple[str, ...]]:
 def test_no_work_is_planned_twice(paper_dry_runs, name):
     """Each dataset decoded once per size, each source trained once per architecture,
     features of a (source, target) extracted once for all seeds and classifiers."""
-    config = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
+    config = read_config(REPO / "config" / f"{name}.yaml")
     archs = config.get("architectures", ["vgg16"])
     jobs = planned_jobs(paper_dry_runs[name])
     prepared = units(jobs, "prepare", "dataset", "size")

@@ -46,6 +46,9 @@ class Architecture:
     top: WeightsFile | None = None  # only VGG16 keeps its ImageNet dense layers (at 224 px)
     has_width: bool = False
     has_dense_head: bool = False  # fc1/fc2 that `-randhead` re-initialises
+    # the filters report shows the config's report.filter_layers (the paper's network), not
+    # the declared ones
+    configurable_filters: bool = False
     # the Python package whose installed file holds the ImageNet weights (instead of Keras'
     # download): installed with medtransfer, so the source runs offline
     weights_package: str | None = None
@@ -113,6 +116,7 @@ ARCHITECTURES = {
             ),
             has_width=True,
             has_dense_head=True,
+            configurable_filters=True,
         ),
         Architecture(
             name="resnet50",

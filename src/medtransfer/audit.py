@@ -466,7 +466,7 @@ def write_audit_report(
 ) -> None:
     """results/audit/: tasks.csv, overlap.csv, splits.csv and summary.md (all three)."""
     from .io import read_json, write_csv, write_text
-    from .reporting import to_markdown
+    from .tables import to_markdown
 
     tasks, overlaps, splits = audit_report(
         [read_json(f) for f in task_files],

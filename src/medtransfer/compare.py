@@ -17,8 +17,9 @@ import pandas as pd
 
 from .config import NO_SOURCE
 from .io import write_csv, write_text
-from .reporting import SOURCE_LABELS, save_figure, source_colour, to_latex, to_markdown
+from .reporting import SOURCE_LABELS, save_figure, source_colour
 from .runs import read_runs, runs_frame
+from .tables import to_latex, to_markdown
 
 
 def seed_means(runs: pd.DataFrame) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""The experiment configuration: validation, method names and the run grid."""
+"""The experiment configuration: validation and method names (the grid it asks for:
+medtransfer.grid)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import yaml
 
 from .architectures import DEFAULT_ARCHITECTURE, UnknownArchitecture, architecture
+from .errors import ConfigError
 
 NO_SOURCE = "none"
 IMAGENET = "imagenet"
@@ -21,14 +23,9 @@ MIN_IMAGE_SIZE = 32
 
 FEATURE_CLASSIFIERS = ("svm", "logreg", "mlp1", "mlp2")
 PIXEL_CLASSIFIERS = ("dt", "rf")
-FREEZE_MODES = ("all", "last", "first", "firstlast")
 _FT_PATTERN = re.compile(
     r"^ft(?:-(?P<freeze>last|first|firstlast))?(?P<randhead>-randhead)?-(?P<clf>[a-z0-9]+)$"
 )
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot produce correct results; the message names the key."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +70,42 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a YAML mapping of keys, not {data!r:.60}")
     return data
+
+
+DECLARATIONS = ("datasets", "tasks", "pretrained")  # what an included file may declare
+
+
+def apply_includes(config: dict[str, Any], root: str | Path) -> None:
+    """Take the declarations a config needs from the files under its `include:` (paths
+    relative to `root`, the workflow's folder, or absolute): the tasks its grid names
+    (sources, targets, learning-curve targets) and the pretrained sources among its sources
+    that it does not declare itself, then the datasets of its tasks. Its own declarations
+    win; an included file declares nothing else (a grid setting there would be hidden)."""
+    paths = config.pop("include", None) or []
+    for path in [paths] if isinstance(paths, str) else paths:
+        file = Path(root) / path
+        library = load_config(file)
+        other = sorted(set(library) - set(DECLARATIONS))
+        if other:
+            raise ConfigError(
+                f"include: {file} sets {', '.join(other)}; an included file declares only "
+                f"{', '.join(DECLARATIONS)} (grid settings belong in the config itself)"
+            )
+        named = {*config.get("sources", []), *config.get("targets", [])}
+        named |= set((config.get("learning_curve") or {}).get("targets") or [])
+        _take(config, library, "tasks", named)
+        _take(config, library, "pretrained", named)
+        datasets = {task["dataset"] for task in config.get("tasks", {}).values()}
+        _take(config, library, "datasets", datasets)
+
+
+def _take(config: dict[str, Any], library: dict[str, Any], section: str, names: set) -> None:
+    """The library's entries of a section among `names`, before the config's own."""
+    own = config.get(section) or {}
+    taken = {n: spec for n, spec in (library.get(section) or {}).items()
+             if n in names and n not in own}  # fmt: skip
+    if taken or section in config:
+        config[section] = {**taken, **own}
 
 
 MAX_CONFIG_NODES = 100_000  # a paper-size config has a few thousand keys and values
@@ -357,63 +390,6 @@ def same_data(config: dict[str, Any], source: str, target: str) -> bool:
     """True where source and target come from one dataset (the paper's 'N.A.' cells)."""
     tasks = config["tasks"]
     return source in tasks and tasks[source]["dataset"] == tasks[target]["dataset"]
-
-
-@dataclass(frozen=True)
-class Run:
-    target: str
-    source: str
-    method: Method
-    seed: int
-    arch: str = DEFAULT_ARCHITECTURE
-
-
-def grid_runs(
-    config: dict[str, Any],
-    sources: list[str] | None = None,
-    arch: str = DEFAULT_ARCHITECTURE,
-) -> list[Run]:
-    """Every (target, source, method, seed) the config asks for on one architecture.
-
-    Pixel baselines use no network, so they run once per target under source 'none'.
-    Runs whose source and target share a dataset are left out (the paper's N.A.).
-    """
-    grid = architecture_grids(config).get(arch) or {k: config[k] for k in GRID_KEYS}
-    runs = []
-    for target in grid["targets"]:
-        for source in grid["sources"] if sources is None else sources:
-            if source not in grid["sources"] or same_data(config, source, target):
-                continue
-            for name in grid["methods"]:
-                method = parse_method(name)
-                if method.kind == "pixels" and source != NO_SOURCE:
-                    continue
-                runs.extend(Run(target, source, method, seed, arch) for seed in grid["seeds"])
-    return runs
-
-
-def learning_curve_runs(config: dict[str, Any], runs: list[Run]) -> list[tuple[Run, str]]:
-    """(run, fraction) pairs of the learning-curve axis: the grid's runs restricted to the
-    configured targets, sources and methods, at each fraction below 1."""
-    settings = config.get("learning_curve", {})
-    chosen = []
-    for run in runs:
-        if any(
-            settings.get(key) and value not in settings[key]
-            for key, value in (
-                ("targets", run.target),
-                ("sources", run.source),
-                ("methods", run.method.name),
-            )
-        ):
-            continue
-        chosen += [(run, fraction_label(f)) for f in settings.get("fractions", [])]
-    return chosen
-
-
-def fraction_label(fraction: float) -> str:
-    """The fraction as it appears in paths: 0.25 -> '0.25'."""
-    return f"{fraction:g}"
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from .audit import Fingerprints, fingerprint_into
-from .config import ConfigError
+from .errors import ConfigError, DataError
 from .io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,6 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".pp
 DEFAULT_MAX_PIXELS = 100_000_000
 Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-
-
-class DataError(ValueError):
-    """Input data that cannot give correct results; the message names the file or class."""
 
 
 @dataclass(frozen=True)
@@ -385,11 +381,6 @@ def decode_rgb(
 
 def resized(rgb: Image.Image, size: int) -> np.ndarray:
     return np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
-
-
-def load_image(dataset: Dataset, index: int, size: int) -> np.ndarray:
-    """Decode one item and return it as uint8 (size, size, 3)."""
-    return resized(decode_rgb(dataset, index, size), size)
 
 
 def _task_listings(

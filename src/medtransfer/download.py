@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .data import DataError
+from .errors import DataError
 
 log = logging.getLogger(__name__)
 

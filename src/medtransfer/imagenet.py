@@ -94,6 +94,22 @@ def missing_message(
     )
 
 
+def skip_reason(image_size: int, settings: dict, arch: str = DEFAULT_ARCHITECTURE) -> str | None:
+    """Why an architecture's grid runs without its ImageNet source: the weights are neither
+    cached nor downloadable from here and `imagenet.when_missing` is `skip`. None where they
+    are cached, the fetch job can download them, or a missing file is to be an error."""
+    if settings["when_missing"] != "skip":
+        return None
+    if cached_weights(image_size, settings["weights_dir"], arch) is not None:
+        return None
+    packaged = architecture(arch).weights_package
+    problem = None if packaged else download_problem(image_size, arch)
+    if problem is None and not packaged:
+        return None
+    why = f"It was not downloaded: {problem}." if problem else ""
+    return missing_message(image_size, settings["weights_dir"], arch, why)
+
+
 def fetch_weights(
     image_size: int, configured_dir: str | None = None, arch: str = DEFAULT_ARCHITECTURE
 ) -> Path:

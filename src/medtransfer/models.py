@@ -15,9 +15,10 @@ import numpy as np
 from keras import layers
 
 from .architectures import DEFAULT_ARCHITECTURE, Architecture, architecture
-from .config import ConfigError
+from .errors import ConfigError
 from .imagenet import uses_top
 from .jobs import PHASES
+from .pretrained import WeightsMismatch, keras3_weights, legacy_h5_weights, set_checked_weights
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +229,34 @@ def load_source(path: str | Path, image_size: int) -> keras.Model:
             f"source model {path} takes {found} px images but image_size is "
             f"{image_size}; rerun its pretrain job at {image_size} px"
         )
+    return model
+
+
+def pretrained_network(
+    arch: str, path: str | Path, image_size: int, preprocessing: str | None = None
+) -> keras.Model:
+    """The architecture's pooled-feature network with the file's weights (a `.keras` model
+    as it is, checked for its input size and the architecture's feature layer)."""
+    path = Path(path)
+    spec = architecture(arch)
+    if path.name.endswith(".keras"):
+        model = load_source(path, image_size)
+        names = {layer.name for layer in model.layers}
+        dense_features = {"fc2"} if spec.has_dense_head else set()
+        if not ({spec.feature_layer} | dense_features) & names:
+            raise WeightsMismatch(
+                f"{path}: the model has no layer {spec.feature_layer!r}, where {arch}'s "
+                f"features are taken; is it a {arch}? (pretrained entry's architecture)"
+            )
+        return model
+    model = pretrained_body(arch, image_size, preprocessing)
+    if path.name.endswith(".weights.h5"):
+        weights = keras3_weights(path, model)
+    elif path.suffix == ".h5":
+        weights = legacy_h5_weights(path)
+    else:
+        raise ConfigError(f"{path}: pretrained weights must be .weights.h5, .h5 or .keras")
+    set_checked_weights(model, weights, path)
     return model
 
 

@@ -1,5 +1,6 @@
 """Sources pretrained elsewhere (the config's `pretrained:` section): a weights file checked
-against its checksum and its architecture, turned into the source network once.
+against its checksum and, shape by shape, its architecture (models.pretrained_network builds
+the source network from it).
 
 Three kinds of file are read:
 - Keras 3 weights (`.weights.h5`): stored per layer under names Keras derives from each
@@ -20,9 +21,6 @@ from pathlib import Path
 import h5py
 import keras
 import numpy as np
-
-from .architectures import architecture
-from .config import ConfigError
 
 
 class WeightsMismatch(ValueError):
@@ -106,33 +104,3 @@ def legacy_h5_weights(path: str | Path) -> dict[str, list[np.ndarray]]:
             if arrays:
                 found[name] = arrays
     return found
-
-
-def pretrained_network(
-    arch: str, path: str | Path, image_size: int, preprocessing: str | None = None
-) -> keras.Model:
-    """The architecture's pooled-feature network with the file's weights (a `.keras` model
-    as it is, checked for its input size and the architecture's feature layer)."""
-    from .models import load_source, pretrained_body
-
-    path = Path(path)
-    spec = architecture(arch)
-    if path.name.endswith(".keras"):
-        model = load_source(path, image_size)
-        names = {layer.name for layer in model.layers}
-        dense_features = {"fc2"} if spec.has_dense_head else set()
-        if not ({spec.feature_layer} | dense_features) & names:
-            raise WeightsMismatch(
-                f"{path}: the model has no layer {spec.feature_layer!r}, where {arch}'s "
-                f"features are taken; is it a {arch}? (pretrained entry's architecture)"
-            )
-        return model
-    model = pretrained_body(arch, image_size, preprocessing)
-    if path.name.endswith(".weights.h5"):
-        weights = keras3_weights(path, model)
-    elif path.suffix == ".h5":
-        weights = legacy_h5_weights(path)
-    else:
-        raise ConfigError(f"{path}: pretrained weights must be .weights.h5, .h5 or .keras")
-    set_checked_weights(model, weights, path)
-    return model

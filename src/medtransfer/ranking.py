@@ -29,8 +29,9 @@ import pandas as pd
 from scipy.stats import kendalltau, weightedtau
 
 from .config import NO_SOURCE
+from .grid import FINETUNED, parse_path
 from .io import read_csv
-from .runs import Run
+from .runs import RunRecord
 
 MIN_SOURCES = 3
 FEW_SEEDS = 5  # 3 seeds have 10 distinct resamples: an interval of a few values
@@ -108,7 +109,7 @@ def read_estimates(paths: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def seed_gains(runs: list[Run], fe_method: str, ft_method: str) -> pd.DataFrame:
+def seed_gains(runs: list[RunRecord], fe_method: str, ft_method: str) -> pd.DataFrame:
     """(target, source, seed, kind, gain): each run's AUC minus No transfer's on its seed."""
     baseline = {
         (r.target, r.seed): r.auc_macro
@@ -594,14 +595,16 @@ def write_transferability_report(
 
 def read_cka(paths: list[str]) -> pd.DataFrame:
     """The finetune jobs' cka.csv files, each row labelled with its source, variant and seed
-    (from its path: .../finetune/{target}/{source}/{variant}/seed{seed}/cka.csv)."""
+    (from its path: grid.FINETUNED)."""
     frames = []
     for path in paths:
-        parts = Path(path).parts
-        frame = read_csv(path)
+        names = parse_path(f"{FINETUNED}cka.csv", path)
         frames.append(
-            frame.assign(
-                target=parts[-5], source=parts[-4], variant=parts[-3], seed=int(parts[-2][4:])
+            read_csv(path).assign(
+                target=names["target"],
+                source=names["source"],
+                variant=names["variant"],
+                seed=int(names["seed"]),
             )
         )
     return (

@@ -14,7 +14,8 @@ import pandas as pd
 
 from .config import IMAGENET, NO_SOURCE, same_data
 from .io import atomic_path, read_csv, write_csv, write_text
-from .runs import Run, group_runs, no_transfer_means, read_runs, runs_frame
+from .runs import RunRecord, group_runs, no_transfer_means, read_runs, runs_frame
+from .tables import to_latex, to_markdown
 
 SOURCE_LABELS = {NO_SOURCE: "No transfer", IMAGENET: "ImageNet"}
 
@@ -157,45 +158,6 @@ def layout(
     return pd.DataFrame(rows, columns=["Target", *[c[0] for c in columns]])
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    header = "| " + " | ".join(table.columns) + " |"
-    rule = "|" + "|".join(["---"] + [":---:"] * (len(table.columns) - 1)) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.to_numpy()]
-    return "\n".join([header, rule, *body]) + "\n"
-
-
-def _latex_escape(text: str) -> str:
-    return (
-        str(text)
-        .replace("\\", r"\textbackslash{}")
-        .replace("_", r"\_")
-        .replace("&", r"\&")
-        .replace("%", r"\%")
-        .replace("±", r"$\pm$")
-        .replace("↑", r"$\uparrow$")
-        .replace("↓", r"$\downarrow$")
-        .replace("α", r"$\alpha$")
-        .replace("←", r"$\leftarrow$")
-        .replace("‡", r"$\ddagger$")
-    )
-
-
-def to_latex(table: pd.DataFrame, caption: str) -> str:
-    spec = "l" + "c" * (len(table.columns) - 1)
-    lines = [
-        r"\begin{table}[ht]",
-        r"\centering",
-        rf"\caption{{{_latex_escape(caption)}}}",
-        rf"\begin{{tabular}}{{{spec}}}",
-        r"\toprule",
-        " & ".join(_latex_escape(c) for c in table.columns) + r" \\",
-        r"\midrule",
-    ]
-    lines += [" & ".join(_latex_escape(v) for v in row) + r" \\" for row in table.to_numpy()]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
 CELLS_NOTE = "Cells: macro one-vs-rest ROC AUC, mean ± maximum deviation over seeds."
 
 
@@ -255,7 +217,7 @@ def empty_table_note(table: pd.DataFrame, report: dict[str, Any]) -> str:
     )
 
 
-def overlap_footnote(runs: list[Run]) -> str:
+def overlap_footnote(runs: list[RunRecord]) -> str:
     """Source-target overlap the audit found in the test sets of the table's runs."""
     found: dict[tuple[str, str], list[int]] = {}
     for run in runs:

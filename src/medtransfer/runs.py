@@ -26,7 +26,7 @@ class RunFileError(ValueError):
 
 
 @dataclass(frozen=True)
-class Run:
+class RunRecord:
     """One scored run. `provenance` holds what reports do not read (versions, inputs,
     wall times, config hash, training details)."""
 
@@ -67,7 +67,7 @@ class Run:
                 **self.provenance}  # fmt: skip
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], file: str = "") -> Run:
+    def from_json(cls, data: dict[str, Any], file: str = "") -> RunRecord:
         names = {f.name for f in dataclasses.fields(cls)} - {"provenance", "file"}
         required = {
             f.name
@@ -103,22 +103,22 @@ def nearly_tied(scores: np.ndarray, relative: float = 1e-9) -> bool:
     return bool((spread <= relative * size).any())
 
 
-def write_run(path: Any, run: Run) -> None:
+def write_run(path: Any, run: RunRecord) -> None:
     write_json(path, run.to_json())
 
 
-def read_runs(paths: list[Any]) -> list[Run]:
+def read_runs(paths: list[Any]) -> list[RunRecord]:
     """The runs of these files, each checked: a file that is not JSON, lies at another run's
     place or whose AUC its own test scores do not give is refused by name."""
     return [checked(read_run_file(path), path) for path in paths]
 
 
-def read_run_file(path: Any) -> Run:
+def read_run_file(path: Any) -> RunRecord:
     try:
         data = read_json(path)
     except (ValueError, OSError) as error:  # JSONDecodeError is a ValueError
         raise RunFileError(f"{path}: cannot be read as a run record ({error})") from error
-    return Run.from_json(data, str(path))
+    return RunRecord.from_json(data, str(path))
 
 
 AUC_TOLERANCE = 5e-4
@@ -128,7 +128,7 @@ RUN_PATH = re.compile(
 )
 
 
-def checked(run: Run, path: Any) -> Run:
+def checked(run: RunRecord, path: Any) -> RunRecord:
     """A run whose record agrees with its path (results/{arch}/runs/{target}/{source}/
     {method}/seed{seed}.json) and whose AUC its own test labels and scores give."""
     place = RUN_PATH.search(Path(path).as_posix())
@@ -160,15 +160,15 @@ def checked(run: Run, path: Any) -> Run:
     return run
 
 
-def group_runs(runs: list[Run]) -> dict[tuple[str, str, str], list[Run]]:
+def group_runs(runs: list[RunRecord]) -> dict[tuple[str, str, str], list[RunRecord]]:
     """Runs by (target, source, method), each group ordered by seed."""
-    grouped: dict[tuple[str, str, str], list[Run]] = {}
+    grouped: dict[tuple[str, str, str], list[RunRecord]] = {}
     for run in sorted(runs, key=lambda r: (r.key, r.seed)):
         grouped.setdefault(run.key, []).append(run)
     return grouped
 
 
-def runs_frame(runs: list[Run]) -> pd.DataFrame:
+def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
     """A row per run with what tables and curves average."""
     return pd.DataFrame(
         [
@@ -212,5 +212,5 @@ def no_transfer_means(summary: pd.DataFrame, ft_method: str) -> pd.Series:
     return rows.set_index("target")["mean"]
 
 
-def predictions(run: Run) -> np.ndarray:
+def predictions(run: RunRecord) -> np.ndarray:
     return np.asarray(run.test_scores).argmax(axis=1)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .audit import KIND_EXACT, KIND_NEAR, SPLIT_PAIRS, crossings, merge_groups
-from .data import DataError
+from .errors import DataError
 
 log = logging.getLogger(__name__)
 

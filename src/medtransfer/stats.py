@@ -39,7 +39,7 @@ from scipy.stats import t as student_t
 
 from .config import NO_SOURCE
 from .metrics import macro_auc_batch
-from .runs import Run, is_no_transfer, no_transfer_key
+from .runs import RunRecord, is_no_transfer, no_transfer_key
 
 N_IMAGE_DRAWS = 2000  # test-image resamples per seed
 N_DRAWS = 10000  # hierarchical draws of the spread interval
@@ -60,7 +60,7 @@ class AucDraws:
         self.n_draws = n_draws
         self._cache: dict[int, np.ndarray] = {}
 
-    def __call__(self, run: Run) -> np.ndarray:
+    def __call__(self, run: RunRecord) -> np.ndarray:
         key = id(run)
         if key not in self._cache:
             labels = np.asarray(run.test_labels)
@@ -132,7 +132,7 @@ def detectable_difference(
     return float(brentq(shortfall, 0.0, 400.0) * se)
 
 
-def split_ratio(run: Run) -> float:
+def split_ratio(run: RunRecord) -> float:
     """n_test / n_train of a run's split: Nadeau & Bengio's correction for overlapping splits."""
     sizes = run.sizes
     if not sizes.get("train") or "test" not in sizes:
@@ -144,7 +144,10 @@ def split_ratio(run: Run) -> float:
 
 
 def paired_difference(
-    runs_a: list[Run], runs_b: list[Run], draws: AucDraws | None = None, alpha: float = 0.05
+    runs_a: list[RunRecord],
+    runs_b: list[RunRecord],
+    draws: AucDraws | None = None,
+    alpha: float = 0.05,
 ) -> dict[str, Any]:
     """A minus B over the seeds present in both: mean, the corrected t-test's p and 95 %
     interval, the plain paired t-test's p, the hierarchical bootstrap's spread, the smallest
@@ -237,7 +240,7 @@ def mark_comparisons(table: pd.DataFrame, alpha: float, correction: str) -> pd.D
 
 
 def comparisons(
-    runs: dict[tuple[str, str, str], list[Run]],
+    runs: dict[tuple[str, str, str], list[RunRecord]],
     fe: str,
     ft: str,
     alpha: float = 0.05,
@@ -279,7 +282,7 @@ def comparisons(
 
 
 def run_intervals(
-    runs: dict[tuple[str, str, str], list[Run]], draws: AucDraws | None = None
+    runs: dict[tuple[str, str, str], list[RunRecord]], draws: AucDraws | None = None
 ) -> pd.DataFrame:
     """Per run: a bootstrap 95 % interval of its test-set AUC (test images resampled; one
     trained network, so this is the test set's share of the uncertainty only)."""

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 
 from .io import read_csv, write_csv, write_text
-from .reporting import save_figure, to_markdown
-from .runs import Run, predictions, read_runs
+from .reporting import save_figure
+from .runs import RunRecord, predictions, read_runs
+from .tables import to_markdown
 
 
 def _pyplot():
@@ -29,19 +30,19 @@ def _grid(n: int, size: float = 3.2):
     return fig, axes.ravel()
 
 
-def first_seed_runs(runs: list[Run]) -> list[Run]:
+def first_seed_runs(runs: list[RunRecord]) -> list[RunRecord]:
     """One run per (source, method): the lowest seed, so curves come from one model each."""
-    chosen: dict[tuple[str, str], Run] = {}
+    chosen: dict[tuple[str, str], RunRecord] = {}
     for run in sorted(runs, key=lambda r: r.seed):
         chosen.setdefault((run.source, run.method), run)
     return list(chosen.values())
 
 
-def roc_figure(runs: list[Run], path: str) -> None:
+def roc_figure(runs: list[RunRecord], path: str) -> None:
     save_figure(roc_plot(runs), path)
 
 
-def roc_plot(runs: list[Run]):
+def roc_plot(runs: list[RunRecord]):
     """ROC curves per class and macro of each (source, method)'s lowest seed; the legend in
     the lower right, where a curve above chance never goes."""
     from sklearn.metrics import roc_curve
@@ -68,11 +69,11 @@ def roc_plot(runs: list[Run]):
     return fig
 
 
-def confusion_figure(runs: list[Run], path: str) -> None:
+def confusion_figure(runs: list[RunRecord], path: str) -> None:
     save_figure(confusion_plot(runs), path)
 
 
-def confusion_plot(runs: list[Run]):
+def confusion_plot(runs: list[RunRecord]):
     """Confusion matrices summed over seeds, one per (source, method)."""
     summed: dict[str, np.ndarray] = {}
     classes: list[str] = []
@@ -121,7 +122,7 @@ def training_plot(histories: dict[str, pd.DataFrame]):
     return fig
 
 
-def f1_table(runs: list[Run]) -> pd.DataFrame:
+def f1_table(runs: list[RunRecord]) -> pd.DataFrame:
     """Patel's layout: a row per (source, method), per-class F1 then micro and macro, each the
     mean over seeds."""
     rows = []
@@ -147,7 +148,7 @@ def _macro(values: dict[str, float] | None) -> float:
     return float(np.mean(list(values.values()))) if values else np.nan
 
 
-def clinical_table(runs: list[Run]) -> pd.DataFrame:
+def clinical_table(runs: list[RunRecord]) -> pd.DataFrame:
     """A row per (source, method), each the mean over seeds: macro AUC, balanced accuracy,
     macro precision and recall, macro sensitivity at 90 % and 95 % specificity, and, where
     the scores are probabilities, expected calibration error and Brier score (blank for
@@ -178,7 +179,7 @@ def clinical_table(runs: list[Run]) -> pd.DataFrame:
     return table
 
 
-def classification_report_text(runs: list[Run]) -> str:
+def classification_report_text(runs: list[RunRecord]) -> str:
     """scikit-learn's classification report per (source, method), test sets of all seeds
     pooled (predictions are each run's own argmax, so pooling is fair)."""
     from sklearn.metrics import classification_report

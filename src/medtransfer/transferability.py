@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import numpy as np
 
 ESTIMATORS = ("logme", "hscore", "gbc", "nleep", "leep", "nce")
-NEEDS_SOURCE_SOFTMAX = ("leep", "nce")
 GBC_DIMS = 64
 GBC_VARIANCE_FLOOR = 1e-4  # the authors' max(var, 1e-4) per dimension
 GBC_GAUSSIANS = ("spherical", "diagonal")

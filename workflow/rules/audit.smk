@@ -6,7 +6,7 @@ rule audit:
     """Exact and near-duplicate images within one task."""
     input:
         meta=TASK_META.format(task="{task}", size=SIZE),
-        fingerprints=lambda w: get_task_fingerprints(w.task),
+        fingerprints=lambda w: GRID.fingerprints(w.task),
     output:
         pairs=f"{AUDIT}pairs.csv",
         summary=f"{AUDIT}summary.json",
@@ -27,9 +27,9 @@ rule audit_overlap:
     """Images of a source task that reappear (exactly or nearly) in a target task."""
     input:
         source_meta=TASK_META.format(task="{trained}", size=SIZE),
-        source_fingerprints=lambda w: get_task_fingerprints(w.trained),
+        source_fingerprints=lambda w: GRID.fingerprints(w.trained),
         target_meta=TASK_META.format(task="{target}", size=SIZE),
-        target_fingerprints=lambda w: get_task_fingerprints(w.target),
+        target_fingerprints=lambda w: GRID.fingerprints(w.target),
     output:
         pairs=f"{OVERLAP}.csv",
         summary=f"{OVERLAP}.json",
@@ -50,7 +50,7 @@ rule audit_overlap:
 rule audit_report:
     """The audit of the whole grid: duplicates per task, source-target overlap, split leakage."""
     input:
-        unpack(get_audit_report_inputs),
+        unpack(lambda w: GRID.audit_report_inputs()),
     output:
         tasks="results/audit/tasks.csv",
         overlaps="results/audit/overlap.csv",

@@ -9,7 +9,7 @@ rule download:
     log:
         logfile("download", "{download_file}"),
     wildcard_constraints:
-        download_file=alternatives(DOWNLOAD_FILES, escape=True),
+        download_file=alternatives(GRID.download_files(), escape=True),
     conda:
         ENV
     params:
@@ -25,7 +25,7 @@ use rule download as download_folder with:
     log:
         logfile("download", "{download_folder}"),
     wildcard_constraints:
-        download_folder=alternatives(DOWNLOAD_FOLDERS, escape=True),
+        download_folder=alternatives(GRID.download_folders(), escape=True),
     params:
         dataset=lambda w: DOWNLOADS[w.download_folder][0],
         download=lambda w: DOWNLOADS[w.download_folder][1],

@@ -20,7 +20,7 @@ rule extract:
         gpu=1,
     params:
         # not the fine-tuning settings: features do not depend on them
-        training=lambda w: network_params(w.arch),
+        training=lambda w: GRID.network_params(w.arch),
         seed=config["pretrain_seed"],
         batch_size=64,
     script:

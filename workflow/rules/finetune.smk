@@ -20,7 +20,7 @@ rule finetune:
     resources:
         gpu=1,
     params:
-        training=lambda w: training_params("finetune", w.arch),
+        training=training("finetune"),
         checkpoint_dir="results/{arch}/checkpoints/finetune/{target}/{source}/{variant}/seed{seed}",
         probes=config["probes"],
     script:
@@ -43,6 +43,6 @@ use rule finetune as finetune_fraction with:
             "finetune", "{arch}/{target}_{source}_{variant}_seed{seed}_frac{fraction}"
         )
     params:
-        training=lambda w: training_params("finetune", w.arch),
+        training=training("finetune"),
         checkpoint_dir="results/{arch}/checkpoints/finetune/{target}/{source}/{variant}/seed{seed}_frac{fraction}",
         probes=config["probes"],

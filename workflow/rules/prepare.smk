@@ -1,7 +1,7 @@
 rule prepare:
     """Decode every image the config's tasks take from a dataset once: RGB, resized, uint8."""
     input:
-        get_downloaded,
+        lambda w: GRID.downloaded(w.dataset),
     output:
         images=f"{PREPARED}images.npy",
         index=f"{PREPARED}index.json",
@@ -15,7 +15,7 @@ rule prepare:
     threads: 2
     params:
         dataset=lambda w: config["datasets"][w.dataset],
-        tasks=lambda w: tasks_of(w.dataset),
+        tasks=lambda w: GRID.tasks_of(w.dataset),
         data_root=DATA_ROOT,
         limits=config["prepare"],
     script:
@@ -25,7 +25,7 @@ rule prepare:
 rule select:
     """A task's share of its prepared dataset: its classes, capped rows, labels and groups."""
     input:
-        index=get_dataset_index,
+        index=lambda w: GRID.dataset_index(w.task, w.size),
     output:
         meta=TASK_META,
     log:

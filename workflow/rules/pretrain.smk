@@ -6,7 +6,7 @@
 rule pretrain:
     """Train a network from scratch on a source task (the paper's source networks)."""
     input:
-        unpack(get_trained_data),
+        unpack(lambda w: GRID.arch_task_data(w.arch, w.trained)),
         split=SPLIT.format(task="{trained}", seed=config["pretrain_seed"]),
     output:
         model="results/{arch}/models/{trained}/model.keras",
@@ -28,7 +28,7 @@ rule pretrain:
     resources:
         gpu=1,
     params:
-        training=lambda w: training_params("pretrain", w.arch),
+        training=training("pretrain"),
         seed=config["pretrain_seed"],
         checkpoint_dir="results/{arch}/checkpoints/pretrain/{trained}",
     script:
@@ -57,7 +57,7 @@ rule pretrained:
     against the checksum and, layer by layer, against the architecture, then saved as the
     source network, before any job trains on it."""
     input:
-        pretrained_weights,
+        lambda w: GRID.pretrained_weights(w.pretrained),
     output:
         SOURCE_MODEL.replace("{source}", "{pretrained}"),
     log:
@@ -68,7 +68,7 @@ rule pretrained:
         ENV
     params:
         entry=lambda w: config["pretrained"][w.pretrained],
-        image_size=lambda w: size_of(w.arch),
+        image_size=lambda w: GRID.size_of(w.arch),
         keras_backend=config["keras_backend"],
     script:
         "../scripts/pretrained.py"

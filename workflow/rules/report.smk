@@ -1,7 +1,23 @@
+def table2_outputs(prefix):
+    return {
+        "csv": report(
+            f"{prefix}table2.csv",
+            caption="../report/table2.rst",
+            category="Table II",
+        ),
+        "md": f"{prefix}table2.md",
+        "tex": f"{prefix}table2.tex",
+        "stats": report(
+            f"{prefix}stats.csv", caption="../report/stats.rst", category="Comparisons"
+        ),
+        "stats_runs": f"{prefix}stats_runs.csv",
+    }
+
+
 rule table2:
     """The paper's Table II of one architecture over every target of its grid."""
     input:
-        runs=lambda w: get_run_files(w.arch),
+        runs=get_run_files,
     output:
         **table2_outputs("results/{arch}/"),
     log:
@@ -12,14 +28,14 @@ rule table2:
         ENV
     params:
         sources=lambda w: SOURCES_OF[w.arch],
-        table=lambda w: table_settings(arch_targets(w.arch)),
+        table=lambda w: GRID.table_settings(GRID.targets(w.arch)),
     script:
         "../scripts/table2.py"
 
 
 use rule table2 as table2_target with:
     input:
-        runs=lambda w: get_run_files(w.arch, w.target),
+        runs=get_run_files,
     output:
         **table2_outputs("results/{arch}/{target}/"),
     log:
@@ -30,7 +46,7 @@ use rule table2 as table2_target with:
         ENV
     params:
         sources=lambda w: SOURCES_OF[w.arch],
-        table=lambda w: table_settings([w.target]),
+        table=lambda w: GRID.table_settings([w.target]),
 
 
 rule primary:
@@ -53,7 +69,7 @@ rule compare_architectures:
     """Architecture x source: mean FT gain over No transfer (table) and mean AUC per source
     and method, one bar group per architecture (figure)."""
     input:
-        runs=get_all_run_files,
+        runs=lambda w: GRID.all_run_files(),
     output:
         csv="results/architectures.csv",
         md="results/architectures.md",
@@ -71,8 +87,8 @@ rule compare_architectures:
         ENV
     params:
         archs=ARCHS,
-        sizes={arch: size_of(arch) for arch in ARCHS},
-        sources=SOURCES,
+        sizes={arch: GRID.size_of(arch) for arch in ARCHS},
+        sources=GRID.sources,
         report={k: config["report"][k] for k in ("fe_method", "ft_method")},
     script:
         "../scripts/compare_architectures.py"
@@ -99,7 +115,7 @@ rule figure:
         ENV
     params:
         sources=lambda w: SOURCES_OF[w.arch],
-        table=lambda w: table_settings(arch_targets(w.arch)),
+        table=lambda w: GRID.table_settings(GRID.targets(w.arch)),
     script:
         "../scripts/figure.py"
 
@@ -129,12 +145,12 @@ rule filters:
     resources:
         gpu=1,
     params:
-        layers=lambda w: filter_layers(w.arch),
+        layers=lambda w: GRID.filter_layers(w.arch),
         n_filters=config["report"]["filters_per_layer"],
         steps=config["report"]["filter_steps"],
-        width=lambda w: network_params(w.arch)["width"],
+        width=lambda w: GRID.network_params(w.arch)["width"],
         arch="{arch}",
-        image_size=lambda w: size_of(w.arch),
+        image_size=lambda w: GRID.size_of(w.arch),
         keras_backend=config["keras_backend"],
     script:
         "../scripts/filters.py"
@@ -147,7 +163,7 @@ rule structural:
         scores=lambda w: expand(
             "results/{arch}/filters/{source}/structural.json",
             arch=w.arch,
-            source=filter_sources(w.arch),
+            source=GRID.filter_sources(w.arch),
         ),
         null="results/{arch}/filters/none/structural.json",
         table="results/{arch}/table2.csv",
@@ -173,7 +189,7 @@ rule structural:
 rule target_report:
     """ROC curves, training curves, confusion matrices and F1 tables of one target."""
     input:
-        runs=lambda w: get_run_files(w.arch, w.target),
+        runs=get_run_files,
         histories=get_finetune_histories,
     output:
         roc=report(
@@ -214,9 +230,9 @@ rule analyse:
     input:
         table="results/{arch}/table2.csv",
         features=lambda w: sorted(
-            {f for pair in similarity_pairs(w.arch) for f in pair[2:]}
+            {f for pair in GRID.similarity_pairs(w.arch) for f in pair[2:]}
         ),
-        infos=lambda w: [path for path in source_infos(w.arch).values() if path],
+        infos=lambda w: [p for p in GRID.source_infos(w.arch).values() if p],
     output:
         similarity_csv="results/{arch}/analysis/similarity.csv",
         similarity_png=report(
@@ -240,8 +256,8 @@ rule analyse:
     conda:
         ENV
     params:
-        pairs=lambda w: similarity_pairs(w.arch),
-        source_infos=lambda w: source_infos(w.arch),
+        pairs=lambda w: GRID.similarity_pairs(w.arch),
+        source_infos=lambda w: GRID.source_infos(w.arch),
         sources=lambda w: SOURCES_OF[w.arch],
         fe_method=config["report"]["fe_method"],
         ft_method=config["report"]["ft_method"],
@@ -252,7 +268,7 @@ rule analyse:
 rule learning_curve:
     """AUC against the fraction of the target's training split."""
     input:
-        runs=get_curve_files,
+        runs=lambda w: GRID.curve_files(w.arch),
     output:
         csv="results/{arch}/analysis/learning_curves.csv",
         png=report(

@@ -6,7 +6,7 @@ rule estimate:
     """Every transferability estimator per seed (train+val rows) and the k-NN probe of the
     frozen stages (train -> test rows), from extract's outputs: no new forward pass."""
     input:
-        unpack(get_estimate_inputs),
+        unpack(lambda w: GRID.estimate_inputs(w.arch, w.target, w.source)),
     output:
         estimates=ESTIMATES,
         knn=KNN,
@@ -33,8 +33,8 @@ rule transferability:
     transfer: Kendall's tau and weighted tau per target, a bootstrap interval over seeds,
     and the scores against the gains."""
     input:
-        estimates=lambda w: arch_estimates(w.arch),
-        runs=lambda w: get_run_files(w.arch),
+        estimates=lambda w: GRID.estimates(w.arch),
+        runs=get_run_files,
     output:
         estimates="results/{arch}/transferability/estimates.csv",
         tau="results/{arch}/transferability/tau.csv",
@@ -63,7 +63,7 @@ checkpoint choose_sources:
     train+val rows, the only ones fine-tuned on that seed (its test images never inform
     the choice); the DAG below is decided from these files."""
     input:
-        estimates=lambda w: arch_estimates(w.arch, w.target),
+        estimates=lambda w: GRID.estimates(w.arch, w.target),
     output:
         CHOSEN,
     log:
@@ -71,7 +71,7 @@ checkpoint choose_sources:
     conda:
         ENV
     params:
-        candidates=lambda w: candidate_sources(w.arch, w.target),
+        candidates=lambda w: GRID.candidate_sources(w.arch, w.target),
         seed=lambda w: int(w.seed),
         adaptive=ADAPTIVE,
     script:
@@ -82,12 +82,7 @@ rule adaptive_report:
     """The sources the adaptive grid left out per target, their estimates, and the compute
     saved."""
     input:
-        chosen=lambda w: [
-            CHOSEN.format(arch=w.arch, target=t, seed=seed)
-            for t in arch_targets(w.arch)
-            if candidate_sources(w.arch, t)
-            for seed in arch_target_seeds(w.arch, t)
-        ],
+        chosen=lambda w: GRID.chosen_files(w.arch),
     output:
         csv="results/{arch}/transferability/adaptive.csv",
         md="results/{arch}/transferability/adaptive.md",
@@ -96,7 +91,7 @@ rule adaptive_report:
     conda:
         ENV
     params:
-        jobs=lambda w: finetune_benchmarks(w.arch),
+        jobs=lambda w: GRID.finetune_benchmarks(w.arch),
     script:
         "../scripts/adaptive_report.py"
 
@@ -105,11 +100,8 @@ rule probes:
     """Feature reuse on one target: CKA between each source network and its fine-tuned
     network per stage (from the finetune jobs) and the frozen stages' k-NN accuracy."""
     input:
-        cka=lambda w: [f"{d}cka.csv" for d in finetune_dirs(w.arch, w.target)],
-        knn=lambda w: [
-            KNN.format(arch=w.arch, target=w.target, source=s)
-            for s in estimated_sources(w.arch, w.target)
-        ],
+        cka=lambda w: [f"{d}cka.csv" for d in GRID.finetune_dirs(w.arch, w.target)],
+        knn=lambda w: GRID.knn_files(w.arch, w.target),
     output:
         cka="results/{arch}/probes/{target}/cka.csv",
         cka_png=report(

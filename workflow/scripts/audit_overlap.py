@@ -3,7 +3,7 @@
 import _checkout  # noqa: F401  (this checkout's package)
 
 from medtransfer.audit import audit_overlap, overlap_message
-from medtransfer.data import DataError
+from medtransfer.errors import DataError
 from medtransfer.io import read_json
 from medtransfer.jobs import job_logging
 

@@ -8,8 +8,8 @@ from medtransfer.jobs import job_logging
 with job_logging(snakemake) as log:
     p, w = snakemake.params, snakemake.wildcards
     runtime.configure(snakemake.threads, 0, backend=p.keras_backend)
-    from medtransfer.models import save_model
-    from medtransfer.pretrained import check_sha256, pretrained_network
+    from medtransfer.models import pretrained_network, save_model
+    from medtransfer.pretrained import check_sha256
 
     weights = snakemake.input[0]
     check_sha256(weights, p.entry.get("sha256"))

@@ -15,7 +15,7 @@ from medtransfer.data import load_prepared
 from medtransfer.io import read_json
 from medtransfer.jobs import job_logging
 from medtransfer.metrics import all_metrics
-from medtransfer.runs import Run, nearly_tied, recorded_scores, write_run
+from medtransfer.runs import RunRecord, nearly_tied, recorded_scores, write_run
 from medtransfer.splits import train_test_leaks
 
 
@@ -117,4 +117,4 @@ with job_logging(snakemake) as log:
         "test_scores": recorded_scores(scores),
         "scores_nearly_tied": tied,
     }
-    write_run(snakemake.output[0], Run.from_json(record))
+    write_run(snakemake.output[0], RunRecord.from_json(record))
