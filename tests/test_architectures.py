@@ -22,7 +22,7 @@ from medtransfer.models import (  # noqa: E402
     with_new_head,
 )
 
-FEATURE_DIMS = {"resnet50": 2048, "densenet121": 1024, "efficientnetb0": 1280,
+FEATURE_DIMS = {"vgg16": 512, "resnet50": 2048, "densenet121": 1024, "efficientnetb0": 1280,
                 "convnext_tiny": 768, "efficientnet_lite0": 1280}  # fmt: skip
 # (first layer with weights of the first stage, of the last stage) in Keras' own names
 STAGE_ENDS = {
@@ -167,11 +167,12 @@ def test_frozen_batch_norm_keeps_its_statistics_and_runs_in_inference_mode(arch)
     )
 
 
-@pytest.mark.parametrize("arch", ["resnet50", "efficientnetb0"])
+@pytest.mark.parametrize("arch", ["vgg16", "resnet50", "efficientnetb0"])
 def test_imagenet_weights_load_from_the_keras_cache(tmp_path, monkeypatch, arch):
     """Keras' published files are legacy HDF5: write one of that format (random weights;
     the real file cannot be downloaded here) where Keras caches downloads and load it
-    through the workflow's path, fetch_weights -> imagenet_network."""
+    through the workflow's path, fetch_weights -> imagenet_network (under the name the
+    fetch_imagenet job gives its copy)."""
     import h5py
     from keras.src.legacy.saving import legacy_h5_format
 
@@ -188,12 +189,17 @@ def test_imagenet_weights_load_from_the_keras_cache(tmp_path, monkeypatch, arch)
     with h5py.File(folder / spec.notop.name, "w") as handle:
         legacy_h5_format.save_weights_to_hdf5_group(handle, reference)
     path = imagenet.fetch_weights(32, arch=arch)
-    model = imagenet_network(arch, path, 32)
+    assert path == folder / spec.notop.name
+    workflow_copy = tmp_path / "weights_32px.h5"
+    workflow_copy.write_bytes(path.read_bytes())
+    model = imagenet_network(arch, workflow_copy, 32)
     conv = [la for la in reference.layers if isinstance(la, keras.layers.Conv2D)][-1].name
     np.testing.assert_array_equal(
         model.get_layer(conv).get_weights()[0], reference.get_layer(conv).get_weights()[0]
     )
     assert model.output_shape == (None, FEATURE_DIMS[arch])
+    # below 224 px VGG16 has no ImageNet dense layers: its features are pooled block5
+    assert feature_layer_name(model, "fc2", arch) == spec.feature_layer
 
 
 def test_randhead_on_a_network_without_dense_layers_is_a_config_error():

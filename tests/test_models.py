@@ -10,6 +10,7 @@ keras = pytest.importorskip("keras")
 from medtransfer import imagenet  # noqa: E402
 from medtransfer.config import ConfigError  # noqa: E402
 from medtransfer.models import (  # noqa: E402
+    build_network,
     build_vgg16,
     feature_layer_name,
     load_source,
@@ -59,11 +60,6 @@ def test_full_width_vgg16_matches_keras_parameter_count_of_the_body():
     ours = build_vgg16(224, 1000, width=1.0)
     reference = keras.applications.VGG16(weights=None, include_top=True)
     assert ours.count_params() == reference.count_params()
-
-
-def test_image_size_below_32_is_refused():
-    with pytest.raises(ConfigError, match="image_size: 16 px is below vgg16"):
-        build_vgg16(16, 2)
 
 
 def test_imagenet_offline_error_names_file_and_folder(tmp_path, monkeypatch):
@@ -153,24 +149,43 @@ def _data():
     return images, labels, split
 
 
-def _fresh_model():
+def _fresh_model(arch="vgg16"):
     keras.utils.set_random_seed(7)
-    return build_vgg16(32, 2, width=0.125)
+    if arch == "batchnorm":  # the smallest network with moving statistics (traces in ~1 s)
+        layers = keras.layers
+        return keras.Sequential(
+            [
+                keras.Input((32, 32, 3)),
+                layers.Rescaling(1 / 255),
+                layers.Conv2D(4, 3, strides=2),
+                layers.BatchNormalization(),
+                layers.ReLU(),
+                layers.GlobalAveragePooling2D(),
+                layers.Dense(2, activation="softmax"),
+            ]
+        )
+    return build_network(arch, 32, 2, width=0.125)
 
 
-def test_training_resumes_after_a_kill_to_the_same_weights(tmp_path):
+# VGG16 as the paper; a batch-norm network, whose moving statistics (weights that are not
+# trained) must resume too. The workflow-level kill test: test_reliability.py.
+@pytest.mark.parametrize("arch", ["vgg16", "batchnorm"])
+def test_training_resumes_after_a_kill_to_the_same_weights(tmp_path, arch):
     images, labels, split = _data()
     straight, state = train(
-        _fresh_model(), images, labels, split, SETTINGS, 7, tmp_path / "straight"
+        _fresh_model(arch), images, labels, split, SETTINGS, 7, tmp_path / "straight"
     )
     assert state.next_epoch == 3 and len(state.history) == 3
     # 'Kill' after the first epoch: a job that stopped there left only its checkpoint.
     _, first = train(
-        _fresh_model(), images, labels, split, {**SETTINGS, "epochs": 1}, 7, tmp_path / "k"
+        _fresh_model(arch), images, labels, split, {**SETTINGS, "epochs": 1}, 7, tmp_path / "k"
     )
     resumed, resumed_state = train(
-        _fresh_model(), images, labels, split, SETTINGS, 7, tmp_path / "k"
+        _fresh_model(arch), images, labels, split, SETTINGS, 7, tmp_path / "k"
     )
+    # batch norm's moving statistics are among the weights compared below, and moved
+    moving = [w for w in straight.weights if "moving_mean" in w.path]
+    assert arch == "vgg16" or np.abs(keras.ops.convert_to_numpy(moving[0])).sum() > 0
     assert [h["epoch"] for h in resumed_state.history] == [1, 2, 3]
     # the training time counts the epoch before the kill too
     assert resumed_state.train_seconds > first.train_seconds > 0
@@ -194,37 +209,6 @@ def test_diverged_training_fails_clearly(tmp_path):
     settings = {**SETTINGS, "learning_rate": 1e6}
     with pytest.raises(TrainingDiverged, match="diverged at epoch 1.*lower learning_rate"):
         train(_fresh_model(), images, labels, split, settings, 0, tmp_path / "nan")
-
-
-def test_imagenet_weights_load_from_the_keras_cache(tmp_path, monkeypatch):
-    """Keras' published VGG16 files are legacy HDF5. Write one of that format (random
-    weights: the real file cannot be downloaded here) where Keras caches downloads, and load
-    it through the workflow's own path: fetch_weights -> imagenet_vgg16."""
-    import h5py
-    from keras.src.legacy.saving import legacy_h5_format
-
-    from medtransfer.models import CaffePreprocess, imagenet_vgg16
-
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    folder = tmp_path / "keras" / "models"
-    folder.mkdir(parents=True)
-    keras.utils.set_random_seed(3)
-    reference = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
-    notop = imagenet.weights_file(32).name
-    with h5py.File(folder / notop, "w") as handle:
-        legacy_h5_format.save_weights_to_hdf5_group(handle, reference)
-    path = imagenet.fetch_weights(32)
-    assert path == folder / notop
-    workflow_copy = tmp_path / "weights_32px.h5"  # the name fetch_imagenet gives its copy
-    workflow_copy.write_bytes(path.read_bytes())
-    model = imagenet_vgg16(workflow_copy, 32)
-    np.testing.assert_array_equal(
-        model.get_layer("block5_conv3").get_weights()[0],
-        reference.get_layer("block5_conv3").get_weights()[0],
-    )
-    assert isinstance(model.get_layer("preprocess"), CaffePreprocess)
-    assert feature_layer_name(model, "fc2") == "block5_gap"
-    assert model.output_shape == (None, 512)
 
 
 def test_extract_model_gives_features_stages_and_a_trained_sources_softmax(tmp_path):

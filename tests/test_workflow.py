@@ -645,7 +645,9 @@ def with_lab_weights(data_root: Path) -> dict:
 
     path = data_root / "lab.weights.h5"
     imagenet_lite0(32).save_weights(path)
-    lite0 = {**SECOND_ARCHITECTURE, "sources": [*SECOND_ARCHITECTURE["sources"], "lab"]}
+    # one seed: what is tested here is that each source runs and equals another, not spread
+    lite0 = {**SECOND_ARCHITECTURE, "sources": [*SECOND_ARCHITECTURE["sources"], "lab"],
+             "seeds": [0]}  # fmt: skip
     return {
         "sources": [*TWO_ARCHITECTURES["sources"], "lab"],
         "architectures": [TWO_ARCHITECTURES["architectures"][0], lite0],
@@ -670,8 +672,8 @@ def two_architectures(small_grid, shared_data, tmp_path_factory) -> Path:
 def test_second_architecture_writes_its_own_runs(two_architectures):
     """ImageNet's EfficientNet-Lite0, offline: FE and FT from its package's weights."""
     runs = sorted((two_architectures / "results/efficientnet_lite0/runs").rglob("seed*.json"))
-    # blood x (none, imagenet, lab) x (fe-svm, ft-svm) x 2 seeds
-    assert len(runs) == 12
+    # blood x (none, imagenet, lab) x (fe-svm, ft-svm) x 1 seed
+    assert len(runs) == 6
     for path in runs:
         run = json.loads(path.read_text())
         assert run["architecture"] == "efficientnet_lite0" and run["target"] == "blood"
@@ -689,7 +691,7 @@ def test_a_pretrained_weights_file_runs_fe_and_ft_end_to_end(two_architectures):
     """'lab' holds ImageNet's weights in a Keras file: its FE and FT runs equal ImageNet's."""
     runs = two_architectures / "results/efficientnet_lite0/runs/blood"
     for method in ("fe-svm", "ft-svm"):
-        for seed in ("seed0", "seed1"):
+        for seed in ("seed0",):
             lab = json.loads((runs / f"lab/{method}/{seed}.json").read_text())
             imagenet = json.loads((runs / f"imagenet/{method}/{seed}.json").read_text())
             assert lab["source"] == "lab" and lab["architecture"] == "efficientnet_lite0"

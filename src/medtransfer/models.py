@@ -269,7 +269,11 @@ def source_network(
     arch: str = DEFAULT_ARCHITECTURE,
 ) -> keras.Model:
     """The network a source provides: the architecture at random init ('none', seeded),
-    Keras' ImageNet weights ('imagenet'), or a network trained by `pretrain` (any task)."""
+    Keras' ImageNet weights ('imagenet'), or a network trained by `pretrain` (any task).
+
+    The one seed rule of the untrained network: frozen (extract, filters) it is seeded with
+    the config's pretrain_seed, one network for every seed's FE runs as a source network
+    is; fine-tuned, with the run's seed, so that each seed starts from its own init."""
     from .config import IMAGENET, NO_SOURCE
 
     if source == NO_SOURCE:

@@ -150,6 +150,8 @@ rule filters:
         steps=config["report"]["filter_steps"],
         width=lambda w: GRID.network_params(w.arch)["width"],
         arch="{arch}",
+        # the untrained network's seed, as extract's: one frozen 'none' network per grid
+        seed=config["pretrain_seed"],
         image_size=lambda w: GRID.size_of(w.arch),
         keras_backend=config["keras_backend"],
     script:

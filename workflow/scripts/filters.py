@@ -8,7 +8,9 @@ from medtransfer import runtime
 from medtransfer.jobs import job_logging, phase
 
 with job_logging(snakemake, skip_teardown=True) as log:
-    runtime.configure(snakemake.threads, 0, backend=snakemake.params.keras_backend)
+    runtime.configure(
+        snakemake.threads, snakemake.params.seed, backend=snakemake.params.keras_backend
+    )
     from medtransfer.architectures import architecture
     from medtransfer.filters import visualise_source
     from medtransfer.io import write_json
@@ -18,7 +20,7 @@ with job_logging(snakemake, skip_teardown=True) as log:
     grids = Path(snakemake.output.grids)
     grids.mkdir(parents=True, exist_ok=True)
     path = snakemake.input.get("source") or None
-    model = source_network(source, path, p.image_size, p.width, 0, p.arch)
+    model = source_network(source, path, p.image_size, p.width, p.seed, p.arch)
     phase("model")
     result = visualise_source(
         model,
