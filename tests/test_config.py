@@ -156,6 +156,7 @@ def test_grid_leaves_out_same_data_pairs_and_runs_pixels_once():
     assert pixel_sources == {"none"}
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_workflow_fails_before_any_job_on_a_misspelled_key(tmp_path, shared_data):
     config = write_config(tmp_path / "c.yaml", shared_data, sedes=[0, 1])
     result = snakemake(tmp_path, config, "-n", "--cores", "1", check=False)

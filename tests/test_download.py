@@ -216,6 +216,7 @@ def test_the_quick_start_demo_runs_on_pneumoniamnist_from_a_local_server(
     assert [name for name, _ in server.requests] == ["pneumoniamnist.npz"]
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_the_quick_start_offline_names_every_file_it_could_not_fetch(tmp_path, monkeypatch):
     """All four downloads fail (a mirror where nothing answers stands for no network): the
     console names each dataset, its URL and its path, not only the first (keep-going)."""
