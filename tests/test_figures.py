@@ -186,7 +186,8 @@ def test_every_figure_of_a_grid_keeps_legends_off_the_data_and_labels_inside():
     """Each figure a grid draws, from hand-made inputs of the small grid's shape (three
     sources, two targets, 12 fine-tuning runs, every estimator, four stages)."""
     from medtransfer.analysis import learning_curve_plot
-    from medtransfer.ranking import estimate_plot, probe_plots
+    from medtransfer.probes import probe_plots
+    from medtransfer.ranking import estimate_plot
     from medtransfer.target_report import confusion_plot, roc_plot, training_plot
 
     runs = hand_made_runs()

@@ -27,8 +27,8 @@ LAYERS = [
             "transferability",
         },
     ),
-    ("statistics", {"runs", "stats"}),
-    ("reports", {"reporting", "compare", "target_report", "analysis", "ranking"}),
+    ("statistics", {"runs", "stats", "estimates", "adaptive"}),
+    ("reports", {"reporting", "compare", "target_report", "analysis", "ranking", "probes"}),
 ]
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
 

@@ -275,7 +275,7 @@ def test_seed_gains_pair_each_run_with_no_transfer_on_its_seed():
 
 
 def test_choose_sources_takes_the_top_k_and_names_what_it_needs():
-    from medtransfer.ranking import choose_sources
+    from medtransfer.adaptive import choose_sources
 
     est, _ = estimates_and_gains({"a": [1, 1], "b": [3, 0], "c": [2, 2]}, {})
     choice = choose_sources(est, "logme", 2, ["a", "b", "c"], seed=0)
@@ -289,7 +289,8 @@ def test_choose_sources_takes_the_top_k_and_names_what_it_needs():
 def test_a_seeds_choice_never_reads_its_own_test_images():
     """Seed 0's test images lie in seed 1's train+val rows. Make them (and only them) look
     perfectly separable for source b: seed 1's estimates change, seed 0's choice does not."""
-    from medtransfer.ranking import choose_sources, estimate_seeds
+    from medtransfer.adaptive import choose_sources
+    from medtransfer.estimates import estimate_seeds
 
     rng = np.random.default_rng(5)
     n = 200

@@ -1,5 +1,5 @@
-"""Does an estimator rank sources as fine-tuning does? The transferability stage's report,
-the adaptive grid's choice of sources, and the feature-reuse probes' tables and figures.
+"""Does an estimator rank sources as fine-tuning does? The transferability stage's report
+(the estimates themselves: `estimates`; the adaptive grid: `adaptive`; probes: `probes`).
 
 A source's measured gain on a target, per seed, is its AUC minus No transfer's AUC (source
 `none` with the FT method, runs.no_transfer_key) on the same seed's split; both the FT and
@@ -21,7 +21,6 @@ permuted independently).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,8 +28,7 @@ import pandas as pd
 from scipy.stats import kendalltau, weightedtau
 
 from .config import NO_SOURCE
-from .grid import FINETUNED, parse_path
-from .io import read_csv
+from .estimates import read_estimates
 from .runs import RunRecord
 
 MIN_SOURCES = 3
@@ -42,71 +40,6 @@ POOLED = "pooled"
 TAU_COLUMNS = ["target", "estimator", "gain", "n_sources", "n_seeds", "sources", "tau",
                "weighted_tau", "p_permutation", "tau_low", "tau_high", "undefined_resamples",
                "note"]  # fmt: skip
-
-
-def estimate_seeds(
-    features: np.ndarray,
-    outputs: dict[str, np.ndarray],
-    labels: np.ndarray,
-    splits: list[dict[str, Any]],
-    estimators: tuple[str, ...],
-    options: dict[str, str] | None = None,
-) -> pd.DataFrame:
-    """(seed, estimator, score, n_rows, seconds): every estimator on each seed's train+val
-    rows (the test rows are never read); `options` are estimate_all's variant switches."""
-    import time
-
-    from .transferability import estimate_all
-
-    softmax = outputs.get("source_softmax")
-    rows = []
-    for split in splits:
-        fit = np.sort(np.concatenate([split["train"], split["val"]]))
-        started = time.perf_counter()
-        scores = estimate_all(
-            features[fit],
-            labels[fit],
-            None if softmax is None else softmax[fit],
-            estimators,
-            seed=split["seed"],
-            **(options or {}),
-        )
-        seconds = time.perf_counter() - started
-        rows += [
-            {"seed": split["seed"], "estimator": name, "score": score, "n_rows": len(fit),
-             "seconds": round(seconds, 3)}
-            for name, score in scores.items()
-        ]  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def knn_seeds(
-    outputs: dict[str, np.ndarray], labels: np.ndarray, splits: list[dict[str, Any]], k: int
-) -> pd.DataFrame:
-    """(seed, depth, layer, k, accuracy): k-NN on each frozen stage's pooled output, fitted
-    on the seed's train rows, scored on its test rows."""
-    from .transferability import knn_accuracy
-
-    stages = sorted(
-        (name for name in outputs if name.startswith("stage")),
-        key=lambda name: int(name[5:].split("_", 1)[0]),
-    )
-    rows = []
-    for split in splits:
-        train, test = np.asarray(split["train"]), np.asarray(split["test"])
-        for name in stages:
-            depth, layer = name[5:].split("_", 1)
-            x = outputs[name]
-            accuracy = knn_accuracy(x[train], labels[train], x[test], labels[test], k)
-            rows.append({"seed": split["seed"], "depth": int(depth), "layer": layer, "k": k,
-                         "accuracy": accuracy})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def read_estimates(paths: list[str]) -> pd.DataFrame:
-    """The transferability CSVs of a grid (one per target and source), one frame."""
-    frames = [read_csv(path) for path in paths]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def seed_gains(runs: list[RunRecord], fe_method: str, ft_method: str) -> pd.DataFrame:
@@ -420,150 +353,6 @@ def estimate_plot(summary: pd.DataFrame):
     return fig
 
 
-# The adaptive grid
-
-
-def choose_sources(
-    estimates: pd.DataFrame, estimator: str, top_k: int, candidates: list[str], seed: int
-) -> dict[str, Any]:
-    """The top_k candidate sources of one target for one seed, by that seed's estimates
-    (each computed on the seed's train+val rows: its test images never inform the choice;
-    a mean over seeds would read them, since they lie in other seeds' train+val rows).
-    Ties go to the earlier source in the config (a stable choice)."""
-    chosen = estimates[
-        (estimates.estimator == estimator)
-        & estimates.source.isin(candidates)
-        & (estimates.seed == seed)
-    ]
-    means = chosen.groupby("source")["score"].mean()
-    missing = [s for s in candidates if s not in means.index or not np.isfinite(means[s])]
-    if missing:
-        raise ValueError(
-            f"adaptive.estimator: {estimator} has no estimate on seed {seed} for source(s) "
-            f"{', '.join(missing)} (LEEP and NCE need a source with classes of its own)"
-        )
-    order = sorted(candidates, key=lambda s: (-means[s], candidates.index(s)))
-    return {
-        "seed": seed,
-        "estimator": estimator,
-        "top_k": top_k,
-        "scores": {s: float(means[s]) for s in candidates},
-        "selected": order[:top_k],
-        "left_out": order[top_k:],
-    }
-
-
-def benchmark_seconds(path: Path) -> float | None:
-    """Wall seconds of a job from its Snakemake `benchmark:` file, if an earlier run left
-    one."""
-    if not path.exists():
-        return None
-    frame = read_csv(path, sep="\t")
-    return float(frame["s"].iloc[0]) if "s" in frame and len(frame) else None
-
-
-def adaptive_table(
-    selections: dict[tuple[str, int], dict[str, Any]], skipped_jobs: dict[str, list[Path]]
-) -> pd.DataFrame:
-    """A row per (target, seed, left-out source): its estimate, the fine-tuning jobs not run
-    and the seconds they took in an equivalent full run (blank where none has been run)."""
-    rows = []
-    for (target, seed), choice in sorted(selections.items()):
-        for source in choice["left_out"]:
-            jobs = skipped_jobs.get(f"{target}/{source}/{seed}", [])
-            seconds = [benchmark_seconds(p) for p in jobs]
-            known = [s for s in seconds if s is not None]
-            rows.append(
-                {
-                    "target": target,
-                    "seed": seed,
-                    "source": source,
-                    "estimator": choice["estimator"],
-                    "estimate": choice["scores"][source],
-                    "rank": len(choice["selected"]) + choice["left_out"].index(source) + 1,
-                    "selected": ";".join(choice["selected"]),
-                    "finetune_jobs_saved": len(jobs),
-                    "seconds_saved": sum(known) if len(known) == len(jobs) and jobs else math.nan,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def adaptive_markdown(table: pd.DataFrame, n_jobs_full: int) -> str:
-    saved = int(table.finetune_jobs_saved.sum()) if len(table) else 0
-    seconds = table.seconds_saved.sum(min_count=len(table)) if len(table) else math.nan
-    lines = [
-        f"Fine-tuning jobs left out: {saved} of {n_jobs_full} "
-        + (
-            f"({seconds:.0f} s of job time in an equivalent full run)."
-            if np.isfinite(seconds)
-            else "(no equivalent full run's benchmark files: counted in jobs)."
-        ),
-        "",
-        "| Target | Seed | Left out | Estimate | Rank | Fine-tuned instead | Jobs saved "
-        "| Seconds |",
-        "|---|:---:|---|:---:|:---:|---|:---:|:---:|",
-    ]
-    for row in table.itertuples():
-        secs = f"{row.seconds_saved:.0f}" if np.isfinite(row.seconds_saved) else ""
-        lines.append(
-            f"| {row.target} | {row.seed} | {row.source} | {row.estimate:.6g} | {row.rank} | "
-            f"{row.selected} | {row.finetune_jobs_saved} | {secs} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-# Feature-reuse probes
-
-
-def write_probe_figures(cka: pd.DataFrame, knn: pd.DataFrame, cka_png: str, knn_png: str) -> None:
-    from .reporting import save_figure
-
-    for fig, path in zip(probe_plots(cka, knn), (cka_png, knn_png), strict=True):
-        save_figure(fig, path)
-
-
-def probe_plots(cka: pd.DataFrame, knn: pd.DataFrame) -> tuple:
-    """CKA against depth, one panel per source (a line per fine-tuning variant and seed), and
-    k-NN accuracy of each frozen stage against depth, a line per source; legends beside the
-    data, not over it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    from .reporting import source_colour
-
-    sources = sorted(cka.source.unique()) if len(cka) else []
-    fig, axes = plt.subplots(
-        1, max(1, len(sources)), figsize=(3.6 * max(1, len(sources)), 3.2), squeeze=False
-    )
-    for ax, source in zip(axes.flat, sources, strict=False):
-        for (variant, seed), line in cka[cka.source == source].groupby(["variant", "seed"]):
-            ax.plot(line.depth, line.cka, marker="o", label=f"{variant} seed {seed}")
-        ax.set(title=source, xlabel="stage", ylabel="debiased CKA, source vs fine-tuned")
-        ax.set_ylim(min(0.0, float(cka.cka.min()) - 0.05), 1.05)  # debiased CKA can dip below 0
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # stages are whole numbers
-        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False,
-                  ncol=2)  # fmt: skip
-    fig.tight_layout()
-    cka_fig = fig
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    if len(knn):
-        mean = knn.groupby(["source", "depth"], as_index=False)["accuracy"].mean()
-        sources = list(mean.source.unique())
-        for source, line in mean.groupby("source"):
-            ax.plot(line.depth, line.accuracy, marker="o", label=source,
-                    color=source_colour(sources, source))  # fmt: skip
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    ax.set(xlabel="stage", ylabel="k-NN test accuracy (frozen),\nmean over seeds",
-           title="k-NN probe")  # fmt: skip
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
-    return cka_fig, fig
-
-
 def write_transferability_report(
     estimate_files: list[str],
     run_files: list[str],
@@ -591,36 +380,3 @@ def write_transferability_report(
     write_text(outputs["md"], header + tau_markdown(table))
     write_estimate_figure(estimate_summary(estimates, gains), outputs["png"])
     return table
-
-
-def read_cka(paths: list[str]) -> pd.DataFrame:
-    """The finetune jobs' cka.csv files, each row labelled with its source, variant and seed
-    (from its path: grid.FINETUNED)."""
-    frames = []
-    for path in paths:
-        names = parse_path(f"{FINETUNED}cka.csv", path)
-        frames.append(
-            read_csv(path).assign(
-                target=names["target"],
-                source=names["source"],
-                variant=names["variant"],
-                seed=int(names["seed"]),
-            )
-        )
-    return (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame(
-            columns=[
-                "depth",
-                "layer",
-                "cka",
-                "n_images",
-                "estimator",
-                "target",
-                "source",
-                "variant",
-                "seed",
-            ]  # fmt: skip
-        )
-    )

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import _checkout  # noqa: F401  (this checkout's package)
 
+from medtransfer.adaptive import adaptive_markdown, adaptive_table
 from medtransfer.io import read_json, write_csv, write_text
 from medtransfer.jobs import job_logging
-from medtransfer.ranking import adaptive_markdown, adaptive_table
 
 with job_logging(snakemake):
     choices = [read_json(path) for path in snakemake.input.chosen]

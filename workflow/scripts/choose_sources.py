@@ -3,9 +3,10 @@ estimates (computed on its train+val rows only)."""
 
 import _checkout  # noqa: F401  (this checkout's package)
 
+from medtransfer.adaptive import choose_sources
+from medtransfer.estimates import read_estimates
 from medtransfer.io import write_json
 from medtransfer.jobs import job_logging
-from medtransfer.ranking import choose_sources, read_estimates
 
 with job_logging(snakemake) as log:
     p = snakemake.params

@@ -4,9 +4,9 @@ k-NN probe of the frozen source network's stages, from the cached `extract` outp
 import _checkout  # noqa: F401  (this checkout's package)
 import numpy as np
 
+from medtransfer.estimates import estimate_seeds, knn_seeds
 from medtransfer.io import read_json, write_csv
 from medtransfer.jobs import job_logging
-from medtransfer.ranking import estimate_seeds, knn_seeds
 
 with job_logging(snakemake) as log:
     w, p = snakemake.wildcards, snakemake.params

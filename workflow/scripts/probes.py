@@ -2,9 +2,10 @@
 
 import _checkout  # noqa: F401  (this checkout's package)
 
+from medtransfer.estimates import read_estimates
 from medtransfer.io import write_csv
 from medtransfer.jobs import job_logging
-from medtransfer.ranking import read_cka, read_estimates, write_probe_figures
+from medtransfer.probes import read_cka, write_probe_figures
 
 with job_logging(snakemake):
     cka = read_cka(list(snakemake.input.cka))
