@@ -148,3 +148,19 @@ def stale_primary_copies():
         if os.path.exists(f"results/{name}")
         and not os.path.exists(f"results/{ARCHS[0]}/{name}")
     ]
+
+
+def table2_outputs(prefix):
+    return {
+        "csv": report(
+            f"{prefix}table2.csv",
+            caption="../report/table2.rst",
+            category="Table II",
+        ),
+        "md": f"{prefix}table2.md",
+        "tex": f"{prefix}table2.tex",
+        "stats": report(
+            f"{prefix}stats.csv", caption="../report/stats.rst", category="Comparisons"
+        ),
+        "stats_runs": f"{prefix}stats_runs.csv",
+    }

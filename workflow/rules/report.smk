@@ -1,19 +1,3 @@
-def table2_outputs(prefix):
-    return {
-        "csv": report(
-            f"{prefix}table2.csv",
-            caption="../report/table2.rst",
-            category="Table II",
-        ),
-        "md": f"{prefix}table2.md",
-        "tex": f"{prefix}table2.tex",
-        "stats": report(
-            f"{prefix}stats.csv", caption="../report/stats.rst", category="Comparisons"
-        ),
-        "stats_runs": f"{prefix}stats_runs.csv",
-    }
-
-
 rule table2:
     """The paper's Table II of one architecture over every target of its grid."""
     input:
