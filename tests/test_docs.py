@@ -96,3 +96,12 @@ def test_the_architecture_page_cites_only_what_exists():
             missing.append(name)
     assert not missing, missing
     assert modules <= cited, sorted(modules - cited)  # every module has its place
+
+
+def test_the_workflow_catalog_file_names_the_mandatory_flag_and_the_env():
+    import yaml
+
+    usage = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())["usage"]
+    assert "data_root=" in usage["mandatory-flags"]["flags"]
+    assert usage["software-stack-deployment"]["conda"] is True
+    assert (REPO / "envs" / "medtransfer.yaml").is_file() and usage["report"] is True
