@@ -61,6 +61,17 @@ def test_logme_takes_more_dimensions_than_rows():
     assert tr.logme(features, labels) == pytest.approx(expected, abs=1e-5)
 
 
+def test_logme_of_relu_features_with_dead_units_and_a_large_mean():
+    """LogME models the uncentred features; it is computed from the centred spectrum by a
+    rank-one update, which a mean far from 0 and exactly-zero columns must not upset."""
+    features, labels = blobs(1.0, n=50, dims=80, classes=3, seed=5)
+    features = np.maximum(features + 3.0, 0)
+    features[:, :10] = 0.0  # dead ReLU units
+    onehot = (labels[:, None] == np.arange(3)).astype(float)
+    expected = np.mean([direct_evidence(features, onehot[:, k]) for k in range(3)])
+    assert tr.logme(features, labels) == pytest.approx(expected, abs=1e-5)
+
+
 def test_hscore_equals_its_closed_form_on_a_hand_example():
     # one feature, two classes of two rows: class means ±1 around 0, all rows at ±1
     features = np.array([[-1.0], [-1.0], [1.0], [1.0]])

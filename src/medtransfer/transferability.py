@@ -60,9 +60,9 @@ def _one_hot(labels: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Spectrum:
-    """The eigendecomposition of FᵀF (uncentred, LogME) or of the centred FᵀF (H-score's
-    pinv(Cov_f), and the PCA of GBC and N-LEEP). At 4,096 dimensions each is most of an
-    estimator's cost, so each is computed once per feature matrix and shared."""
+    """The eigendecomposition of the centred FᵀF: H-score's pinv(Cov_f), the PCA of GBC and
+    N-LEEP, and LogME's uncentred FᵀF by a rank-one update. At 4,096 dimensions it is most
+    of the estimators' cost, so it is computed once per feature matrix and shared."""
 
     eigenvalues: np.ndarray  # ascending, clipped at 0
     eigenvectors: np.ndarray
@@ -86,53 +86,64 @@ class Spectrum:
         return int(np.searchsorted(explained, variance) + 1)
 
 
-def _logme_column(moment: Spectrum, projected: np.ndarray, y_norm2: float) -> float:
+def _logme_column(spectrum: Spectrum, b: np.ndarray, c: np.ndarray, y_norm2: float) -> float:
     """Maximised log evidence / n of one target column, by the fixed-point updates of You
-    et al. (Algorithm 1), computed in the eigenbasis of FᵀF: `projected` is VᵀFᵀy."""
-    n, s2 = moment.n, moment.eigenvalues
-    dims = len(s2)
+    et al. (Algorithm 1).
+
+    LogME's model is of the uncentred features, FᵀF = CᵀC + n μμᵀ with C the centred rows:
+    in the eigenbasis V of CᵀC (eigenvalues λ, shared with H-score, GBC and N-LEEP) that is
+    diag(λ) + ccᵀ with c = √n Vᵀμ, so each quantity of an update follows from
+    Sherman-Morrison and the determinant lemma in O(d), without a second eigendecomposition.
+    `b` is VᵀFᵀy."""
+    n, lam, dims = spectrum.n, spectrum.eigenvalues, len(spectrum.eigenvalues)
+
+    def posterior(alpha: float, beta: float) -> tuple[float, float, float, float, float]:
+        """(γ, mᵀm, ||Fm - y||², log det(αI + βFᵀF)) at α, β, for m the posterior mean."""
+        d = alpha + beta * lam
+        u, v = b / d, c / d
+        denom = 1.0 + beta * float(c @ v)
+        m = beta * (u - beta * v * float(c @ u) / denom)  # m in the eigenbasis
+        m2 = float(m @ m)
+        fm2 = float(lam @ m**2) + float(c @ m) ** 2  # ||Fm||²
+        residual = max(fm2 - 2 * float(b @ m) + y_norm2, 1e-12)
+        trace_inverse = float(np.sum(1.0 / d)) - beta * float(v @ v) / denom
+        logdet = float(np.sum(np.log(d))) + math.log(denom)
+        return dims - alpha * trace_inverse, m2, residual, logdet, denom
+
     alpha, beta = 1.0, 1.0
     for _ in range(1000):
-        shrink = beta / (alpha + beta * s2)
-        gamma = float(np.sum(beta * s2 / (alpha + beta * s2)))
-        m2 = float(np.sum((shrink * projected) ** 2))  # mᵀm
-        fm2 = float(np.sum(s2 * (shrink * projected) ** 2))  # ||Fm||²
-        yfm = float(np.sum(shrink * projected**2))  # yᵀFm
-        residual = max(fm2 - 2 * yfm + y_norm2, 1e-12)
+        gamma, m2, residual, _, _ = posterior(alpha, beta)
         new_alpha, new_beta = gamma / max(m2, 1e-12), (n - gamma) / residual
         done = abs(new_alpha - alpha) / alpha < 1e-8 and abs(new_beta - beta) / beta < 1e-8
         alpha, beta = new_alpha, new_beta
         if done:
             break
-    shrink = beta / (alpha + beta * s2)
-    m2 = float(np.sum((shrink * projected) ** 2))
-    residual = float(np.sum(s2 * (shrink * projected) ** 2)) - 2 * float(
-        np.sum(shrink * projected**2)
-    )
-    residual = max(residual + y_norm2, 1e-12)
+    _, m2, residual, logdet, _ = posterior(alpha, beta)
     evidence = (
         n / 2 * math.log(beta)
         + dims / 2 * math.log(alpha)
         - n / 2 * math.log(2 * math.pi)
         - beta / 2 * residual
         - alpha / 2 * m2
-        - 0.5 * float(np.sum(np.log(alpha + beta * s2)))
+        - 0.5 * logdet
     )
     return evidence / n
 
 
-def logme(features: np.ndarray, labels: np.ndarray, moment: Spectrum | None = None) -> float:
+def logme(features: np.ndarray, labels: np.ndarray, spectrum: Spectrum | None = None) -> float:
     """LogME (You et al., "LogME: Practical Assessment of Pre-trained Models for Transfer
     Learning", ICML 2021): the mean over one-hot label columns of the maximum over α, β of
-    log p(y | F, α, β) / n, for y = Fw + ε, w ~ N(0, α⁻¹I), ε ~ N(0, β⁻¹I)."""
+    log p(y | F, α, β) / n, for y = Fw + ε, w ~ N(0, α⁻¹I), ε ~ N(0, β⁻¹I) (uncentred F,
+    as the authors'; computed from the centred spectrum the other estimators share)."""
     features, labels = _check(features, labels)
-    moment = moment or Spectrum.of(features, centred=False)
+    spectrum = spectrum or Spectrum.of(features, centred=True)
     targets = _one_hot(labels)
-    projected = moment.eigenvectors.T @ (features.T @ targets)
+    projected = spectrum.eigenvectors.T @ (features.T @ targets)
+    c = math.sqrt(spectrum.n) * (spectrum.eigenvectors.T @ spectrum.mean)
     return float(
         np.mean(
             [
-                _logme_column(moment, projected[:, k], float(targets[:, k] @ targets[:, k]))
+                _logme_column(spectrum, projected[:, k], c, float(targets[:, k] @ targets[:, k]))
                 for k in range(targets.shape[1])
             ]
         )
@@ -280,15 +291,16 @@ def estimate_all(
     gbc_gaussian: str = "spherical",
 ) -> dict[str, float | None]:
     """Every requested estimator on the same rows; LEEP and NCE are None without a source
-    softmax. H-score, GBC and N-LEEP share one eigendecomposition (of the centred features)."""
+    softmax. LogME, H-score, GBC and N-LEEP share one eigendecomposition (of the centred
+    features)."""
     unknown = sorted(set(estimators) - set(ESTIMATORS))
     if unknown:
         raise EstimatorError(f"unknown estimator(s) {', '.join(unknown)}; known: {ESTIMATORS}")
     features, labels = _check(features, labels)
-    uses_pca = {"hscore", "gbc", "nleep"} & set(estimators)
-    centred = Spectrum.of(features, centred=True) if uses_pca else None
+    uses_spectrum = {"logme", "hscore", "gbc", "nleep"} & set(estimators)
+    centred = Spectrum.of(features, centred=True) if uses_spectrum else None
     table: dict[str, Callable[[], float | None]] = {
-        "logme": lambda: logme(features, labels),
+        "logme": lambda: logme(features, labels, centred),
         "hscore": lambda: hscore(features, labels, centred),
         "gbc": lambda: gbc(features, labels, centred, gaussian=gbc_gaussian),
         "nleep": lambda: nleep(features, labels, centred, seed, covariance=nleep_covariance),
