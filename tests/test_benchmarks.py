@@ -55,3 +55,21 @@ def test_fixed_cost_table_reads_every_keras_job_of_a_grid(small_grid):
     assert phases.total.sum() <= keras_jobs.s.sum() + 1.0
     table = fixed_cost(small_grid)
     assert set(table.rule) == set(counts) and table.fixed_share.between(0, 1).all()
+
+
+def test_the_gpu_check_runs_dry_on_the_cpu():
+    """benchmarks/gpu.sh --dry: the GPU check's own code on the CPU (no GPU here or in CI),
+    every installed backend, so that it is known to run before a GPU is lent."""
+    result = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu.sh"), "--dry"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "backend tensorflow (dry run on the CPU" in out
+    for network in ("vgg16@32px", "vgg16@32px mixed", "efficientnet_lite0@32px mixed"):
+        line = next(x for x in out.splitlines() if x.startswith(network + " "))
+        rates = [float(v) for v in line.split()[len(network.split()) : len(network.split()) + 4]]
+        assert all(r > 0 for r in rates), line

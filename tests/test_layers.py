@@ -28,7 +28,10 @@ LAYERS = [
         },
     ),
     ("statistics", {"runs", "stats", "estimates", "adaptive"}),
-    ("reports", {"reporting", "compare", "target_report", "analysis", "ranking", "probes"}),
+    (
+        "reports",
+        {"reporting", "compare", "target_report", "analysis", "ranking", "probes", "resolution"},
+    ),
 ]
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
 

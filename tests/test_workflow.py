@@ -463,6 +463,22 @@ def test_learning_curve(small_grid):
 
 
 PAPER_CONFIG_JOBS = {
+    # three sizes x two networks: each network's jobs once per size, the data decoded once
+    # per size, the splits and the audit once
+    "resolution": {
+        "download": 3,
+        "fetch_imagenet": 6,
+        "prepare": 9,
+        "select": 9,
+        "audit": 3,
+        "split": 9,
+        "extract": 36,
+        "finetune": 108,
+        "score": 216,
+        "table2": 6,
+        "compare_architectures": 1,
+        "compare_resolutions": 1,
+    },
     # fok2019 on three networks: every network-dependent job three times (the README's
     # count); data, splits and the audit once
     "architectures": {

@@ -203,7 +203,20 @@ class UnknownArchitecture(ValueError):
     pass
 
 
+# A network of the grid at a second image size is named after its architecture and size
+# (vgg16_64px: results/vgg16_64px/); the architecture at its first size keeps its own name.
+SIZED_NAME = re.compile(r"^(?P<name>.+?)_(?P<size>\d+)px$")
+
+
+def sized_name(name: str, size: int) -> str:
+    return f"{name}_{size}px"
+
+
 def architecture(name: str) -> Architecture:
+    """The declaration of an architecture, by its name or a grid network's sized name."""
+    sized = SIZED_NAME.match(name)
+    if sized and sized["name"] in ARCHITECTURES:
+        name = sized["name"]
     try:
         return ARCHITECTURES[name]
     except KeyError:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .architectures import architecture
 from .config import NO_SOURCE
 from .io import write_csv, write_text
 from .reporting import SOURCE_LABELS, save_figure, source_colour
@@ -62,7 +63,7 @@ def mean_aucs(means: pd.DataFrame, fe_method: str, ft_method: str) -> pd.DataFra
 def arch_label(arch: str, sizes: dict[str, int] | None) -> str:
     """An architecture as the comparison names it: with its image size, where grids give it
     (architectures may run at different sizes)."""
-    return f"{arch} ({sizes[arch]} px)" if sizes else arch
+    return f"{architecture(arch).name} ({sizes[arch]} px)" if sizes else arch
 
 
 def gain_table(
@@ -152,7 +153,8 @@ def architectures_figure(
             handles.setdefault((source, kind), drawn)
         n = int(mine.n_targets.max()) if len(mine) else 0
         size = f", {sizes[arch]} px" if sizes else ""
-        ticks.append(f"{arch}\n({n} target{'s' if n != 1 else ''}{size})")
+        name = architecture(arch).name
+        ticks.append(f"{name}\n({n} target{'s' if n != 1 else ''}{size})")
     ax.set_xticks(np.arange(len(archs)), ticks)
     ax.set_ylabel("Mean macro AUC over the\narchitecture's targets")
     ax.set_ylim(0, 1)

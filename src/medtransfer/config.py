@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .architectures import DEFAULT_ARCHITECTURE, UnknownArchitecture, architecture
+from .architectures import DEFAULT_ARCHITECTURE, UnknownArchitecture, architecture, sized_name
 from .errors import ConfigError
 
 NO_SOURCE = "none"
@@ -196,6 +196,8 @@ def check_config(config: dict[str, Any]) -> None:
             )
     for name in config["methods"]:
         parse_method(name)
+    if config.get("image_sizes"):  # the grid's sizes; the first is the grid's image_size
+        config["image_size"] = config["image_sizes"][0]
     if config["image_size"] < MIN_IMAGE_SIZE:
         raise ConfigError(f"image_size: {config['image_size']} is below VGG16's minimum of 32")
     _check_architectures(config)
@@ -237,52 +239,58 @@ GRID_KEYS = ("sources", "targets", "methods", "seeds")
 
 
 def architecture_grids(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """{architecture: its sources, targets, methods, seeds and image_size}: the config's, or
-    the subsets and size an `architectures` entry names (a second network on part of the
-    grid, at the size it affords)."""
+    """{network: its architecture, sources, targets, methods, seeds and image_size}: the
+    config's, or the subsets and sizes an `architectures` entry names (a second network on
+    part of the grid, at the sizes it affords). An architecture at its first size is named
+    as itself; at each further size, `<name>_<size>px` (its results lie under that name)."""
     pretrained = config.get("pretrained") or {}
-    grids = {}
+    default_sizes = config.get("image_sizes") or [config["image_size"]]
+    grids: dict[str, dict[str, Any]] = {}
+    seen: set[tuple[str, int]] = set()
     for entry in config.get("architectures") or [DEFAULT_ARCHITECTURE]:
         if isinstance(entry, str):
             entry = {"name": entry}
-        grid = {key: list(entry.get(key, config[key])) for key in GRID_KEYS}
-        # a pretrained source belongs to the network its weights were made for
-        grid["sources"] = [s for s in grid["sources"]
-                           if s not in pretrained
-                           or pretrained[s]["architecture"] == entry["name"]]  # fmt: skip
-        grid["image_size"] = entry.get("image_size", config["image_size"])
-        grids[entry["name"]] = grid
+        name = entry["name"]
+        sizes = entry.get("image_sizes") or (
+            [entry["image_size"]] if "image_size" in entry else default_sizes
+        )
+        for size in sizes:
+            if (name, size) in seen:
+                raise ConfigError(f"architectures: {name} at {size} px listed more than once")
+            seen.add((name, size))
+            grid = {key: list(entry.get(key, config[key])) for key in GRID_KEYS}
+            # a pretrained source belongs to the network its weights were made for
+            grid["sources"] = [s for s in grid["sources"]
+                               if s not in pretrained
+                               or pretrained[s]["architecture"] == name]  # fmt: skip
+            grid["image_size"] = size
+            grid["architecture"] = name
+            grids[name if name not in grids else sized_name(name, size)] = grid
     return grids
 
 
 def _check_architectures(config: dict[str, Any]) -> None:
-    entries = config.get("architectures") or [DEFAULT_ARCHITECTURE]
-    names = [e if isinstance(e, str) else e["name"] for e in entries]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ConfigError(f"architectures: {', '.join(repeated)} listed more than once")
     grids = architecture_grids(config)
-    for name in names:
+    for key, grid in grids.items():
+        name, size = grid["architecture"], grid["image_size"]
         spec = architecture_spec(name)
-        size = grids[name]["image_size"]
         if size < spec.min_size:
             raise ConfigError(
                 f"image_size: {size} px is below {name}'s minimum of "
                 f"{spec.min_size} (architectures)"
             )
-        if name in config["tasks"]:
-            raise ConfigError(f"tasks.{name}: a task may not be named like an architecture")
-    for name, grid in grids.items():
-        for key in GRID_KEYS:
-            extra = [v for v in grid[key] if v not in config[key]]
+        if name in config["tasks"] or key in config["tasks"]:
+            raise ConfigError(f"tasks.{key}: a task may not be named like an architecture")
+        for grid_key in GRID_KEYS:
+            extra = [v for v in grid[grid_key] if v not in config[grid_key]]
             if extra:
                 raise ConfigError(
-                    f"architectures.{name}.{key}: {extra} not in the config's {key} "
-                    f"({config[key]}); an architecture runs a part of the grid"
+                    f"architectures.{name}.{grid_key}: {extra} not in the config's "
+                    f"{grid_key} ({config[grid_key]}); an architecture runs a part of the grid"
                 )
         randhead = [m for m in grid["methods"]
                     if (parse_method(m).variant or "").endswith("-randhead")]  # fmt: skip
-        if randhead and not architecture_spec(name).has_dense_head:
+        if randhead and not spec.has_dense_head:
             raise ConfigError(
                 f"methods: {randhead[0]} re-initialises VGG16's dense layers; {name} has "
                 "none (list it under architectures with methods that leave it out)"
@@ -369,7 +377,7 @@ def pretrained_sources(config: dict[str, Any], arch: str | None = None) -> list[
 def _check_pretrained(config: dict[str, Any]) -> None:
     """Each pretrained entry names a known architecture, one that the grid runs where the
     entry is among the sources, and a name no task or built-in source has."""
-    archs = list(architecture_grids(config))
+    archs = list(dict.fromkeys(g["architecture"] for g in architecture_grids(config).values()))
     for name, entry in (config.get("pretrained") or {}).items():
         where = f"pretrained.{name}"
         if name in SPECIAL_SOURCES or name in config["tasks"]:

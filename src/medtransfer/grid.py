@@ -73,6 +73,7 @@ TRANSFERABILITY = ["estimates.csv", "tau.csv", "tau.md", "estimates.png"]
 # architecture, as every config before architectures existed, they are the same files).
 PRIMARY = ["table2.csv", "table2.md", "table2.tex", "figure3.png"]
 CROSS_ARCHITECTURE = [f"results/architectures.{ext}" for ext in ("csv", "md", "tex", "png")]
+RESOLUTION = [f"results/resolution.{ext}" for ext in ("csv", "md", "png")]
 TABLE_REPORT_KEYS = ("fe_method", "ft_method", "groups", "alpha", "correction")
 
 
@@ -584,12 +585,26 @@ class Grid:
             *self.filter_grids(arch),
         ]
 
+    def networks(self) -> dict[str, dict[str, Any]]:
+        """{grid network: its architecture and image size} (vgg16_64px: vgg16 at 64 px)."""
+        return {
+            key: {"architecture": g["architecture"], "image_size": g["image_size"]}
+            for key, g in self.arch_grids.items()
+        }
+
+    def has_sizes(self) -> bool:
+        """Whether an architecture runs at two or more image sizes (the resolution table)."""
+        names = [g["architecture"] for g in self.arch_grids.values()]
+        return len(set(names)) < len(names)
+
     def final_outputs(self) -> list[str]:
         """What the default target builds: the audit, the grid's Table II and Figure 3, the
-        cross-architecture comparison where there are several, each architecture's reports."""
+        cross-architecture comparison where there are several networks, the resolution
+        comparison where one runs at several sizes, each network's reports."""
         return [
             "results/audit/summary.md",
             *(f"results/{name}" for name in PRIMARY),
             *(CROSS_ARCHITECTURE if len(self.archs) > 1 else []),
+            *(RESOLUTION if self.has_sizes() else []),
             *(path for arch in self.archs for path in self.arch_outputs(arch)),
         ]

@@ -301,7 +301,8 @@ def feature_layer_name(model: keras.Model, requested: str, arch: str = DEFAULT_A
     names = [layer.name for layer in model.layers]
     if requested in names:
         return requested
-    pooled = POOLED_LAYER if arch == "vgg16" else architecture(arch).feature_layer
+    spec = architecture(arch)
+    pooled = POOLED_LAYER if spec.name == "vgg16" else spec.feature_layer
     if pooled in names:
         log.info("feature layer %s does not exist in %s; using %s", requested, model.name, pooled)
         return pooled

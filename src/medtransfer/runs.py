@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .architectures import ARCHITECTURES, DEFAULT_ARCHITECTURE
+from .architectures import ARCHITECTURES, DEFAULT_ARCHITECTURE, SIZED_NAME
 from .config import NO_SOURCE
 from .io import read_json, write_json
 
@@ -128,6 +128,12 @@ RUN_PATH = re.compile(
 )
 
 
+def is_network_name(name: str) -> bool:
+    """An architecture's name, or a grid network's sized name (vgg16_64px)."""
+    found = SIZED_NAME.match(name)
+    return name in ARCHITECTURES or bool(found and found["name"] in ARCHITECTURES)
+
+
 def checked(run: RunRecord, path: Any) -> RunRecord:
     """A run whose record agrees with its path (results/{arch}/runs/{target}/{source}/
     {method}/seed{seed}.json) and whose AUC its own test labels and scores give."""
@@ -135,7 +141,7 @@ def checked(run: RunRecord, path: Any) -> RunRecord:
     if place:
         said = {"arch": run.architecture, "target": run.target, "source": run.source,
                 "method": run.method, "seed": str(run.seed)}  # fmt: skip
-        if place["arch"] not in ARCHITECTURES:  # a copy outside results/ (docs/showcase)
+        if not is_network_name(place["arch"]):  # a copy outside results/ (docs/showcase)
             del said["arch"]
         wrong = {k: v for k, v in said.items() if place[k] != v}
         if wrong:

@@ -78,6 +78,33 @@ rule compare_architectures:
         "../scripts/compare_architectures.py"
 
 
+rule compare_resolutions:
+    """Architecture x image size: mean AUC per source and method over the targets every
+    size ran (table and figure)."""
+    input:
+        runs=lambda w: GRID.all_run_files(),
+    output:
+        csv="results/resolution.csv",
+        md="results/resolution.md",
+        png=report(
+            "results/resolution.png",
+            caption="../report/resolution.rst",
+            category="Resolution",
+        ),
+    log:
+        logfile("compare_resolutions", "all"),
+    benchmark:
+        benchfile("compare_resolutions", "all")
+    conda:
+        ENV
+    params:
+        networks=GRID.networks(),
+        sources=GRID.sources,
+        report={k: config["report"][k] for k in ("fe_method", "ft_method")},
+    script:
+        "../scripts/compare_resolutions.py"
+
+
 rule figure:
     """The paper's Figure 3: mean AUC per source, FE and FT, with the No-transfer line."""
     input:
