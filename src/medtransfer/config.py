@@ -19,7 +19,6 @@ NO_SOURCE = "none"
 IMAGENET = "imagenet"
 SPECIAL_SOURCES = (NO_SOURCE, IMAGENET)
 DATA_ROOT_VARIABLE = "MEDTRANSFER_DATA_ROOT"  # data_root where no config or --config sets it
-MIN_IMAGE_SIZE = 32
 
 FEATURE_CLASSIFIERS = ("svm", "logreg", "mlp1", "mlp2")
 PIXEL_CLASSIFIERS = ("dt", "rf")
@@ -198,8 +197,6 @@ def check_config(config: dict[str, Any]) -> None:
         parse_method(name)
     if config.get("image_sizes"):  # the grid's sizes; the first is the grid's image_size
         config["image_size"] = config["image_sizes"][0]
-    if config["image_size"] < MIN_IMAGE_SIZE:
-        raise ConfigError(f"image_size: {config['image_size']} is below VGG16's minimum of 32")
     _check_architectures(config)
     _check_adaptive(config)
     if len(set(config["seeds"])) != len(config["seeds"]):

@@ -421,8 +421,6 @@ def prepare_dataset(
     """
     if fingerprints_path is None:
         fingerprints_path = Path(images_path).with_name("fingerprints.npz")
-    if size < 32:
-        raise ConfigError(f"image_size: {size} px is below VGG16's minimum of 32")
     if not tasks:
         raise ConfigError(f"datasets.{dataset_name}: no task of the config uses this dataset")
     listings = _task_listings(tasks, dataset_spec, data_root)
