@@ -69,7 +69,7 @@ def test_the_gpu_check_runs_dry_on_the_cpu():
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "backend tensorflow (dry run on the CPU" in out
-    for network in ("vgg16@32px", "vgg16@32px mixed", "efficientnet_lite0@32px mixed"):
+    for network in ("vgg16@32px", "vgg16@32px mixed"):
         line = next(x for x in out.splitlines() if x.startswith(network + " "))
         rates = [float(v) for v in line.split()[len(network.split()) : len(network.split()) + 4]]
         assert all(r > 0 for r in rates), line

@@ -73,25 +73,23 @@ def resolution_table(data: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
 
 def resolution_figure(data: pd.DataFrame, sources: list[str]):
     """Mean AUC against image size, a panel per method (FE, FT), a line per architecture
-    and source (the source's colour; a marker per architecture)."""
+    and source (the source's colour, lighter for FE; a marker per architecture)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     kinds = [k for k in ("FE", "FT") if k in set(data.kind)]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds) + 2.6, 3.8), sharey=True,
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds) + 2.6, 3.8), sharex=True,
+                             sharey=True, squeeze=False)  # fmt: skip
     markers = dict(zip(sorted(data.architecture.unique()), "osD^v<>", strict=False))
     sizes = sorted(data.image_size.unique())
-    handles = {}
     for ax, kind in zip(axes[0], kinds, strict=True):
         for (arch, source), line in data[data.kind == kind].groupby(["architecture", "source"]):
             line = line.sort_values("image_size")
-            label = f"{SOURCE_LABELS.get(source, source)}, {arch}"
-            (drawn,) = ax.plot(line.image_size, line.mean_auc, marker=markers[arch],
-                               color=source_colour(sources, source, kind), label=label)  # fmt: skip
-            handles.setdefault(label, drawn)
+            ax.plot(line.image_size, line.mean_auc, marker=markers[arch],
+                    color=source_colour(sources, source, kind))  # fmt: skip
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [f"{s}" for s in sizes])
         ax.minorticks_off()
@@ -100,8 +98,14 @@ def resolution_figure(data: pd.DataFrame, sources: list[str]):
     axes[0][0].set_ylabel("Mean macro AUC over the targets\nevery size ran (seed means)")
     low = float(np.nanmin(data.mean_auc)) if len(data) else 0.5
     axes[0][0].set_ylim(max(0.0, min(0.5, low - 0.05)), 1.0)
-    fig.legend(handles.values(), handles.keys(), loc="center left", bbox_to_anchor=(0.80, 0.5),
-               fontsize=8, frameon=False)  # fmt: skip
+    shown = [s for s in sources if s in set(data.source)]
+    handles = [Line2D([], [], color=source_colour(sources, s, "FT"), lw=2,
+                      label=SOURCE_LABELS.get(s, s)) for s in shown]  # fmt: skip
+    handles += [Line2D([], [], color="black", marker=m, ls="none", label=a)
+                for a, m in markers.items()]  # fmt: skip
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.80, 0.5), fontsize=8,
+               frameon=False, title="source (FE lighter)\nand architecture",
+               title_fontsize=8)  # fmt: skip
     fig.tight_layout(rect=(0, 0, 0.79, 1))
     return fig
 
