@@ -326,20 +326,6 @@ def test_prepare_fails_above_the_bad_fraction(tmp_path):
     assert not (out / "images.npy").exists()
 
 
-def test_prepare_refuses_images_below_32_px(tmp_path, shared_data):
-    with pytest.raises(ConfigError, match="image_size: 16"):
-        prepare_dataset(
-            "c",
-            {"adapter": "folder", "path": "chest_xray_kermany_val"},
-            {"c": {"dataset": "c"}},
-            shared_data,
-            16,
-            0.01,
-            tmp_path / "i.npy",
-            tmp_path / "m.json",
-        )
-
-
 ISIC = ISIC_SAMPLE
 ISIC_TASKS = {
     "malignant": {"dataset": "isic"},
