@@ -3,6 +3,8 @@ stages for partial fine-tuning, ImageNet preprocessing, batch norm under freezin
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -66,11 +68,16 @@ def test_below_the_minimum_size_is_a_config_error_naming_both(arch):
         build_network(arch, 31, 2)
 
 
+@functools.cache
+def headed_network(arch: str):
+    return with_new_head(build_network(arch, 32, 4, width=0.125), 3, arch=arch)
+
+
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 @pytest.mark.parametrize("variant", ["all", "first", "last", "firstlast"])
 def test_freezing_trains_the_declared_stages_and_always_the_head(arch, variant):
     spec = architecture(arch)
-    model = with_new_head(build_network(arch, 32, 4, width=0.125), 3, arch=arch)
+    model = headed_network(arch)  # one per architecture: set_trainable sets every layer
     set_trainable(model, variant, arch)
     last = spec.n_stages
     wanted = {"all": set(range(1, last + 1)), "first": {1}, "last": {last},
@@ -141,6 +148,7 @@ def test_convnext_normalises_inside_as_keras_does():
     )
 
 
+@pytest.mark.slow  # trains two networks: 17 s
 @pytest.mark.parametrize("arch", ["resnet50", "efficientnetb0"])
 def test_frozen_batch_norm_keeps_its_statistics_and_runs_in_inference_mode(arch):
     """The Keras transfer-learning guide's rule: BN layers of frozen stages must not update

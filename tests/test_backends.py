@@ -31,6 +31,7 @@ def test_missing_backend_names_the_extra(monkeypatch):
         runtime.select_backend("jax")
 
 
+@pytest.mark.slow  # two fresh processes that import Keras: 10 s
 @pytest.mark.skipif(ALTERNATIVE is None, reason="neither torch nor jax is installed")
 def test_backend_is_chosen_before_keras_starts():
     """In a fresh process: configure() sets the backend, and a second, different choice

@@ -169,6 +169,7 @@ def _fresh_model(arch="vgg16"):
 
 # VGG16 as the paper; a batch-norm network, whose moving statistics (weights that are not
 # trained) must resume too. The workflow-level kill test: test_reliability.py.
+@pytest.mark.slow  # three trainings per network: 18 s
 @pytest.mark.parametrize("arch", ["vgg16", "batchnorm"])
 def test_training_resumes_after_a_kill_to_the_same_weights(tmp_path, arch):
     images, labels, split = _data()

@@ -85,6 +85,7 @@ def test_readme_imagenet_headline_is_recomputed_from_the_lite0_runs():
     assert float(found[1].replace("−", "-")) == pytest.approx(gain, abs=0.0005)
 
 
+@pytest.mark.slow  # recomputes every comparison of the committed runs: 17 s
 @pytest.mark.parametrize("part", PARTS, ids=["vgg16", "efficientnet_lite0"])
 def test_the_committed_marks_are_the_calibrated_tests_on_the_committed_runs(part):
     """stats.csv (and so Table II's arrows) recomputed from the run records with today's
