@@ -133,7 +133,8 @@ def bench_prepare(data: Path, n_per_class: int, size: int) -> dict:
     """prepare (threads, JPEG draft decoding) vs a single-process Pillow loop."""
     from PIL import Image
 
-    from medtransfer.data import open_dataset, select_task_items
+    from medtransfer.adapters import open_dataset
+    from medtransfer.data import select_task_items
 
     spec = {"adapter": "folder", "path": "cats_vs_dogs_sample"}
     task = {"dataset": "cats_vs_dogs", "max_per_class": n_per_class}
@@ -285,7 +286,8 @@ def bench_audit(data: Path, n_images: int, baseline_images: int) -> dict:
     hashes cluster as real ones do) are tiled up to n with copies whose hash gets 8 random bit
     flips (mostly distinct images to the audit, but in the same crowded buckets). The all-pairs
     baseline is timed on the first `baseline_images` and scaled by the number of pairs."""
-    from medtransfer.audit import Fingerprints, find_duplicates
+    from medtransfer.duplicates import find_duplicates
+    from medtransfer.fingerprints import Fingerprints
 
     with tempfile.TemporaryDirectory() as tmp:
         parts = []

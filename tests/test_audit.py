@@ -12,18 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medtransfer.audit import (
-    Fingerprints,
-    _near_candidates,
-    audit_task,
-    find_duplicates,
-    find_overlap,
-    fingerprint_into,
-    merge_groups,
-)
+from medtransfer.adapters import open_dataset
+from medtransfer.audit import audit_task
 from medtransfer.config import ConfigError, check_config
-from medtransfer.data import open_dataset, prepare_dataset, select_task_items, task_meta
-from medtransfer.splits import make_split
+from medtransfer.data import prepare_dataset, select_task_items, task_meta
+from medtransfer.duplicates import _near_candidates, find_duplicates, find_overlap
+from medtransfer.fingerprints import Fingerprints, fingerprint_into
+from medtransfer.splits import make_split, merge_groups
 
 from .conftest import ISIC_SAMPLE
 

@@ -84,10 +84,11 @@ def test_grid_runs_and_repeats_on_the_alternative_backend(tmp_path, shared_data)
 def test_jobs_without_a_network_never_import_keras():
     """score, the reports, the statistics and the audit need NumPy and scikit-learn only:
     importing Keras (4 s with TensorFlow) in each of them would be pure start-up cost."""
-    modules = ["adaptive", "analysis", "audit", "classifiers", "compare", "config", "data",
-               "download", "errors", "estimates", "filters", "grid", "io", "jobs", "metrics",
-               "probes", "ranking", "reporting", "resolution", "runs", "runtime", "splits",
-               "stats", "tables", "target_report"]  # fmt: skip
+    modules = ["adapters", "adaptive", "analysis", "audit", "classifiers", "compare",
+               "config", "data", "download", "duplicates", "errors", "estimates",
+               "fingerprints", "filters", "grid", "io", "jobs", "metrics", "probes", "ranking",
+               "reporting", "resolution", "runs", "runtime", "splits", "stats", "tables",
+               "target_report"]  # fmt: skip
     code = (
         "import sys\n"
         + "".join(f"import medtransfer.{name}\n" for name in modules)

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from medtransfer.adapters import open_dataset
 from medtransfer.config import ConfigError
 from medtransfer.data import (
-    DataError,
     TaskImages,
     load_prepared,
-    open_dataset,
     prepare_dataset,
     select_task_items,
     task_meta,
     to_rgb,
 )
+from medtransfer.errors import DataError
 from medtransfer.io import read_json, write_json
 
 from .conftest import ISIC_SAMPLE, NATURAL_IMAGES_COUNTS
@@ -383,7 +383,7 @@ def test_csv_group_column_groups_lesions_and_may_be_optional(tmp_path, shared_da
     with pytest.raises(DataError, match="missing column.*lesion_id.*groups.optional"):
         open_dataset(isic, shared_data)
     optional = {**isic, "groups": {"column": "lesion_id", "optional": True}}
-    with caplog.at_level("WARNING", logger="medtransfer.data"):
+    with caplog.at_level("WARNING", logger="medtransfer.adapters"):
         dataset = open_dataset(optional, shared_data)
     assert all(item.group is None for item in dataset.items) and len(dataset.items) == 557
     assert "no column lesion_id" in caplog.text

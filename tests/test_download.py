@@ -246,7 +246,7 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 
 def test_several_files_make_one_folder_the_idx_adapter_reads(server, tmp_path):
-    from medtransfer.data import open_dataset
+    from medtransfer.adapters import open_dataset
 
     rng = np.random.default_rng(0)
     parts = {

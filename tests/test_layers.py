@@ -13,7 +13,10 @@ PACKAGE = REPO / "src" / "medtransfer"
 LAYERS = [
     ("foundation", {"errors", "io", "tables", "jobs", "runtime", "snakemake_locks"}),
     ("declarations", {"architectures", "config", "imagenet", "metrics"}),
-    ("data", {"download", "audit", "data", "splits", "grid"}),
+    (
+        "data",
+        {"download", "adapters", "fingerprints", "duplicates", "audit", "data", "splits", "grid"},
+    ),
     (
         "networks",
         {

@@ -72,6 +72,22 @@ def test_logme_of_relu_features_with_dead_units_and_a_large_mean():
     assert tr.logme(features, labels) == pytest.approx(expected, abs=1e-5)
 
 
+@pytest.mark.parametrize(("rows", "dims", "dead"), [(60, 300, 90), (100, 400, 0)])
+def test_logme_of_near_zero_features(rows, dims, dead):
+    """An untrained network's features can be ~1e-12 with many dead units (found in a grid:
+    LogME divided by zero); fewer rows than dimensions puts the mean where the centred
+    features do not vary. The evidence does not depend on the features' scale (α absorbs
+    it), so the direct maximisation runs on the same features at unit scale."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(rows) % 5
+    features = np.abs(rng.normal(size=(rows, dims)))
+    features[:, :dead] = 0
+    features[:, dead:] += labels[:, None] == np.arange(dims - dead) % 5
+    onehot = (labels[:, None] == np.arange(5)).astype(float)
+    expected = np.mean([direct_evidence(features, onehot[:, k]) for k in range(5)])
+    assert tr.logme(features * 1e-12, labels) == pytest.approx(expected, abs=1e-5)
+
+
 def test_hscore_equals_its_closed_form_on_a_hand_example():
     # one feature, two classes of two rows: class means ±1 around 0, all rows at ±1
     features = np.array([[-1.0], [-1.0], [1.0], [1.0]])

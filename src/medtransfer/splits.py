@@ -11,12 +11,52 @@ from typing import Any
 
 import numpy as np
 
-from .audit import KIND_EXACT, KIND_NEAR, SPLIT_PAIRS, crossings, merge_groups
+from .duplicates import KIND_EXACT, KIND_NEAR
 from .errors import DataError
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+
+
+def merge_groups(keys: list[str | None], pairs: np.ndarray) -> np.ndarray:
+    """Group ids (0..g-1) of n images: images with one configured key share a group, and so do
+    the two images of every pair (union-find); an image without key or pair is its own group."""
+    n = len(keys)
+    parent = np.arange(n)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        ri, rj = root(i), root(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+
+    first_of: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if key is not None:
+            union(i, first_of.setdefault(key, i))
+    for i, j in np.asarray(pairs, dtype=np.int64).reshape(-1, 2):
+        union(int(i), int(j))
+    roots = np.array([root(i) for i in range(n)], dtype=np.int64)
+    return np.unique(roots, return_inverse=True)[1]
+
+
+SPLIT_PAIRS = (("train", "test"), ("val", "test"), ("train", "val"))
+
+
+def crossings(split_of: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, int]:
+    """How many pairs (a[i], b[i]) have their two images in each pair of different splits;
+    positions in no split (left out of the task's split) are ignored."""
+    sa, sb = split_of[a], split_of[b]
+    return {
+        f"{x}-{y}": int(np.sum(((sa == x) & (sb == y)) | ((sa == y) & (sb == x))))
+        for x, y in SPLIT_PAIRS
+    }
 
 
 def min_images_per_class(val: float, test: float) -> int:

@@ -106,9 +106,11 @@ def _logme_column(spectrum: Spectrum, b: np.ndarray, c: np.ndarray, y_norm2: flo
         m2 = float(m @ m)
         fm2 = float(lam @ m**2) + float(c @ m) ** 2  # ||Fm||²
         residual = max(fm2 - 2 * float(b @ m) + y_norm2, 1e-12)
-        trace_inverse = float(np.sum(1.0 / d)) - beta * float(v @ v) / denom
+        # γ = d - α tr((αI + βFᵀF)⁻¹), summed term by term: the difference loses every
+        # digit where βλ << α (features near zero, as an untrained network's can be)
+        gamma = float(np.sum(beta * lam / d)) + alpha * beta * float(v @ v) / denom
         logdet = float(np.sum(np.log(d))) + math.log(denom)
-        return dims - alpha * trace_inverse, m2, residual, logdet, denom
+        return gamma, m2, residual, logdet, denom
 
     alpha, beta = 1.0, 1.0
     for _ in range(1000):
@@ -130,6 +132,19 @@ def _logme_column(spectrum: Spectrum, b: np.ndarray, c: np.ndarray, y_norm2: flo
     return evidence / n
 
 
+def _mean_in_range(spectrum: Spectrum, tolerance: float = 1e-8) -> bool:
+    """Whether the mean lies where the centred features vary. Where it does not (no more rows
+    than dimensions, or a unit constant at a non-zero value, as a saturated ReLU6), the
+    rank-one update divides by α alone along that direction and loses every digit once α is
+    small: LogME then decomposes the uncentred FᵀF itself, as before the update existed."""
+    values = spectrum.eigenvalues
+    null = values <= 1e-10 * max(float(values.max()), 1e-300)
+    along = spectrum.eigenvectors.T @ spectrum.mean
+    return float(np.linalg.norm(along[null])) <= tolerance * max(
+        float(np.linalg.norm(along)), 1e-300
+    )
+
+
 def logme(features: np.ndarray, labels: np.ndarray, spectrum: Spectrum | None = None) -> float:
     """LogME (You et al., "LogME: Practical Assessment of Pre-trained Models for Transfer
     Learning", ICML 2021): the mean over one-hot label columns of the maximum over α, β of
@@ -137,6 +152,8 @@ def logme(features: np.ndarray, labels: np.ndarray, spectrum: Spectrum | None = 
     as the authors'; computed from the centred spectrum the other estimators share)."""
     features, labels = _check(features, labels)
     spectrum = spectrum or Spectrum.of(features, centred=True)
+    if not _mean_in_range(spectrum):
+        spectrum = Spectrum.of(features, centred=False)  # then c = 0: the plain update
     targets = _one_hot(labels)
     projected = spectrum.eigenvectors.T @ (features.T @ targets)
     c = math.sqrt(spectrum.n) * (spectrum.eigenvectors.T @ spectrum.mean)
