@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Test this checkout's package, also where another clone is the installed one (the scripts
 # folder stays off sys.path: its select_task.py and friends are not importable modules).
 runpy.run_path(str(REPO / "workflow" / "scripts" / "_checkout.py"))
-from medtransfer.config import apply_includes, load_config  # noqa: E402  (this checkout's)
+from medtransfer.config import apply_includes, load_config, validate_schema  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("MEDTRANSFER_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -26,6 +26,18 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
         pytest.skip(f"sample data not found at {SHARED_DATA} (set MEDTRANSFER_SHARED_DATA)")
     return SHARED_DATA
+
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def small_config(**overrides) -> dict:
+    """The small test config with `overrides`, validated (defaults filled in) as the
+    workflow does."""
+    config = yaml.safe_load((REPO / "tests" / "configs" / "small.yaml").read_text())
+    config.update(overrides)
+    validate_schema(config, SCHEMA)
+    return config
 
 
 def read_config(path: Path) -> dict:

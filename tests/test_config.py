@@ -16,16 +16,9 @@ from medtransfer.config import (
 )
 from medtransfer.grid import grid_runs
 
-from .conftest import REPO, read_config, snakemake, write_config
+from .conftest import REPO, SCHEMA, read_config, small_config, snakemake, write_config
 
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 PAPER_CONFIGS = ("fok2019", "architectures", "pal2016", "patel2019", "showcase", "demo-medmnist")
-
-
-def small_config():
-    config = yaml.safe_load((REPO / "tests" / "configs" / "small.yaml").read_text())
-    validate_schema(config, SCHEMA)
-    return config
 
 
 @pytest.mark.parametrize(

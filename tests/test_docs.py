@@ -58,6 +58,23 @@ def test_the_readme_timings_are_those_of_the_committed_records():
     assert int(minutes) == round(int(re.search(r"wall=(\d+)", lite0)[1]) / 60)
 
 
+def test_the_readme_says_what_the_other_configs_and_the_ci_record_hold():
+    import yaml
+
+    from medtransfer.architectures import ARCHITECTURES
+
+    readme = " ".join((REPO / "README.md").read_text().split())
+    showcase = yaml.safe_load((REPO / "config" / "showcase.yaml").read_text())
+    assert (f"VGG16 at {showcase['image_size']} px on the sample data, "
+            f"{len(showcase['seeds'])} seeds") in readme  # fmt: skip
+    sizes = yaml.safe_load((REPO / "config" / "resolution.yaml").read_text())["image_sizes"]
+    assert f"MedMNIST+ at {sizes[0]}, {sizes[1]} and {sizes[2]} px" in readme
+    assert len(ARCHITECTURES) == 6 and "six architectures" in readme
+    ci = (REPO / "benchmarks" / "records" / "ci-2026-11-30.txt").read_text()
+    wall = int(re.search(r"wall=(\d+)", ci)[1])
+    assert f"{round(wall / 60)} min with the installs" in readme
+
+
 def test_the_readme_says_what_the_quick_start_config_holds():
     import yaml
 

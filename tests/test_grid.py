@@ -2,9 +2,8 @@
 inputs, the adaptive selection and the default target, on the small test config."""
 
 import pytest
-import yaml
 
-from medtransfer.config import parse_method, validate_schema
+from medtransfer.config import parse_method
 from medtransfer.grid import (
     FINETUNED,
     RUN,
@@ -14,16 +13,7 @@ from medtransfer.grid import (
     parse_path,
 )
 
-from .conftest import REPO
-
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
-
-
-def small_config(**overrides):
-    config = yaml.safe_load((REPO / "tests" / "configs" / "small.yaml").read_text())
-    config.update(overrides)
-    validate_schema(config, SCHEMA)
-    return config
+from .conftest import small_config
 
 
 def small_grid(chosen=None, **overrides) -> Grid:

@@ -6,22 +6,12 @@ import shutil
 
 import pandas as pd
 import pytest
-import yaml
 
 from medtransfer.architectures import architecture
-from medtransfer.config import ConfigError, architecture_grids, check_config, validate_schema
+from medtransfer.config import ConfigError, architecture_grids, check_config
 from medtransfer.resolution import resolution_means, resolution_table
 
-from .conftest import REPO, snakemake, write_config
-
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
-
-
-def small_config(**overrides):
-    config = yaml.safe_load((REPO / "tests" / "configs" / "small.yaml").read_text())
-    config.update(overrides)
-    validate_schema(config, SCHEMA)
-    return config
+from .conftest import small_config, snakemake, write_config
 
 
 def test_an_architecture_keeps_its_name_at_its_first_size_and_is_sized_after():
