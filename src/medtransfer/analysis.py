@@ -25,6 +25,8 @@ from .io import read_csv, read_json, write_csv
 from .reporting import add_source_target_legend, save_figure, source_colour, target_markers
 from .runs import no_transfer_means, read_runs, runs_frame
 
+# each gain: the method's seed-mean AUC minus No transfer's (fine-tuned from scratch)
+GAIN_LABEL = "AUC gain over No transfer\n(means over seeds)"
 IMAGENET_IMAGES_PER_CLASS = 1_281_167 / 1000  # ILSVRC-2012 train set
 SOURCE_SAMPLE = 1000  # source images whose features pretrain keeps for the similarity
 MAX_COMPONENTS = 64
@@ -115,7 +117,7 @@ def _scatter(
     path: str,
     source_order: list[str] | None = None,
     log_x: bool = False,
-    ylabel: str = "AUC gain over No transfer",
+    ylabel: str = GAIN_LABEL,
 ) -> None:
     save_figure(gain_scatter(frame, x, xlabel, title, source_order, log_x, ylabel), path)
 
@@ -127,7 +129,7 @@ def gain_scatter(
     title: str,
     source_order: list[str] | None = None,
     log_x: bool = False,
-    ylabel: str = "AUC gain over No transfer",
+    ylabel: str = GAIN_LABEL,
 ):
     """FT and FE gains over No transfer against `x`, a point per source (colour) and target
     (shape), the legend beside the panels."""
@@ -240,7 +242,7 @@ def write_analysis(
         outputs["data_png"],
         sources,
         log_x=True,
-        ylabel="AUC gain over No transfer,\nmean over the source's targets",
+        ylabel="AUC gain over No transfer,\nmean over the source's targets of seed means",
     )
     write_csv(correlation_table(similarity, per_class), outputs["correlations"])
 

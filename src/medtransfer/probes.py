@@ -34,8 +34,9 @@ def probe_plots(cka: pd.DataFrame, knn: pd.DataFrame) -> tuple:
     )
     for ax, source in zip(axes.flat, sources, strict=False):
         for (variant, seed), line in cka[cka.source == source].groupby(["variant", "seed"]):
-            ax.plot(line.depth, line.cka, marker="o", label=f"{variant} seed {seed}")
-        ax.set(title=source, xlabel="stage", ylabel="debiased CKA, source vs fine-tuned")
+            ax.plot(line.depth, line.cka, marker="o", label=f"tuned: {variant}, seed {seed}")
+        ax.set(title=f"source: {source}", xlabel="stage",
+               ylabel="debiased CKA, source vs fine-tuned")  # fmt: skip
         ax.set_ylim(min(0.0, float(cka.cka.min()) - 0.05), 1.05)  # debiased CKA can dip below 0
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # stages are whole numbers
         ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False,

@@ -341,7 +341,8 @@ def estimate_plot(summary: pd.DataFrame):
             colours = [source_colour(sources, s) for s in points.source]
             ax.scatter(z, y, c=colours, marker=markers.get(target, "o"), s=30)
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set(title=estimator, xlabel="score (standardised per target)", ylabel="FT gain (AUC)")
+        ax.set(title=estimator, xlabel="mean score over seeds\n(standardised per target)",
+               ylabel="FT gain over No transfer\n(AUC, mean over seeds)")  # fmt: skip
     if len(shown) and shown.groupby("target").source.nunique().max() < 2:
         fig.suptitle("one source per target: standardised scores are all 0 and rank nothing",
                      fontsize=9)  # fmt: skip

@@ -299,7 +299,9 @@ TARGET_MARKERS = "osD^vP*X<>"
 
 
 def target_markers(targets: list[str | None]) -> dict[str | None, str]:
-    return dict(zip(targets, TARGET_MARKERS, strict=False))
+    """One shape per target, by name, so that a target has the same shape in every figure
+    whatever order its data come in."""
+    return dict(zip(sorted(targets, key=str), TARGET_MARKERS, strict=False))
 
 
 def add_source_target_legend(
