@@ -83,7 +83,12 @@ def bench_network(arch: str, size: int, n: int, epochs: int, mixed: bool, tmp: P
     import keras
 
     from medtransfer.jobs import PHASES
-    from medtransfer.models import build_network, feature_layer_name, predict_in_chunks
+    from medtransfer.models import (
+        build_network,
+        feature_layer_name,
+        feature_model,
+        predict_in_chunks,
+    )
     from medtransfer.training import compile_for_training, train
 
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
@@ -91,9 +96,7 @@ def bench_network(arch: str, size: int, n: int, epochs: int, mixed: bool, tmp: P
     width = 0.125 if size < 64 else 1.0
     keras.utils.set_random_seed(0)
     model = build_network(arch, size, 2, width)
-    features = keras.Model(
-        model.input, model.get_layer(feature_layer_name(model, "fc2", arch)).output
-    )
+    features = feature_model(model, feature_layer_name(model, "fc2", arch))
     predict_in_chunks(features, images[:64])  # warm-up: the predict function is traced once
     started = time.perf_counter()
     predict_in_chunks(features, images, 64)

@@ -212,13 +212,17 @@ def sized_name(name: str, size: int) -> str:
     return f"{name}_{size}px"
 
 
+def base_name(name: str) -> str:
+    """The architecture a grid network's name stands for (vgg16_64px: vgg16); any other
+    name as it is."""
+    sized = SIZED_NAME.match(name)
+    return sized["name"] if sized and sized["name"] in ARCHITECTURES else name
+
+
 def architecture(name: str) -> Architecture:
     """The declaration of an architecture, by its name or a grid network's sized name."""
-    sized = SIZED_NAME.match(name)
-    if sized and sized["name"] in ARCHITECTURES:
-        name = sized["name"]
     try:
-        return ARCHITECTURES[name]
+        return ARCHITECTURES[base_name(name)]
     except KeyError:
         raise UnknownArchitecture(
             f"architectures: unknown architecture {name!r}; supported: {', '.join(ARCHITECTURES)}"

@@ -108,25 +108,16 @@ class PlannedRun:
     seed: int
     arch: str = DEFAULT_ARCHITECTURE
 
+    def _names(self) -> dict[str, Any]:
+        return {"arch": self.arch, "target": self.target, "source": self.source,
+                "seed": self.seed}  # fmt: skip
+
     def path(self, fraction: str | None = None) -> str:
         pattern = RUN if fraction is None else RUN_FRACTION
-        return pattern.format(
-            arch=self.arch,
-            target=self.target,
-            source=self.source,
-            method=self.method.name,
-            seed=self.seed,
-            fraction=fraction,
-        )
+        return pattern.format(**self._names(), method=self.method.name, fraction=fraction)
 
     def finetune_dir(self) -> str:
-        return FINETUNED.format(
-            arch=self.arch,
-            target=self.target,
-            source=self.source,
-            variant=self.method.variant,
-            seed=self.seed,
-        )
+        return FINETUNED.format(**self._names(), variant=self.method.variant)
 
 
 def grid_runs(
@@ -368,10 +359,11 @@ class Grid:
         runs = [r for r in self.runs if r.arch == arch and target in (None, r.target)]
         if not self.adaptive:
             return runs
+        candidates = {t: self.candidate_sources(arch, t) for t in {r.target for r in runs}}
         chosen: dict[tuple[str, int], list[str]] = {}
         kept = []
         for r in runs:
-            if r.method.kind == "ft" and r.source in self.candidate_sources(arch, r.target):
+            if r.method.kind == "ft" and r.source in candidates[r.target]:
                 key = (r.target, r.seed)
                 if key not in chosen:
                     chosen[key] = self.chosen(arch, r.target, r.seed)

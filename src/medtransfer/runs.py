@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .architectures import ARCHITECTURES, DEFAULT_ARCHITECTURE, SIZED_NAME
+from .architectures import ARCHITECTURES, DEFAULT_ARCHITECTURE, base_name
 from .config import NO_SOURCE
 from .io import read_json, write_json
 
@@ -128,12 +128,6 @@ RUN_PATH = re.compile(
 )
 
 
-def is_network_name(name: str) -> bool:
-    """An architecture's name, or a grid network's sized name (vgg16_64px)."""
-    found = SIZED_NAME.match(name)
-    return name in ARCHITECTURES or bool(found and found["name"] in ARCHITECTURES)
-
-
 def checked(run: RunRecord, path: Any) -> RunRecord:
     """A run whose record agrees with its path (results/{arch}/runs/{target}/{source}/
     {method}/seed{seed}.json) and whose AUC its own test labels and scores give."""
@@ -141,7 +135,7 @@ def checked(run: RunRecord, path: Any) -> RunRecord:
     if place:
         said = {"arch": run.architecture, "target": run.target, "source": run.source,
                 "method": run.method, "seed": str(run.seed)}  # fmt: skip
-        if not is_network_name(place["arch"]):  # a copy outside results/ (docs/showcase)
+        if base_name(place["arch"]) not in ARCHITECTURES:  # a copy outside results/
             del said["arch"]
         wrong = {k: v for k, v in said.items() if place[k] != v}
         if wrong:

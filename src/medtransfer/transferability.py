@@ -132,14 +132,14 @@ def _logme_column(spectrum: Spectrum, b: np.ndarray, c: np.ndarray, y_norm2: flo
     return evidence / n
 
 
-def _mean_in_range(spectrum: Spectrum, tolerance: float = 1e-8) -> bool:
+def _mean_in_range(spectrum: Spectrum, along: np.ndarray, tolerance: float = 1e-8) -> bool:
     """Whether the mean lies where the centred features vary. Where it does not (no more rows
     than dimensions, or a unit constant at a non-zero value, as a saturated ReLU6), the
     rank-one update divides by α alone along that direction and loses every digit once α is
-    small: LogME then decomposes the uncentred FᵀF itself, as before the update existed."""
+    small: LogME then decomposes the uncentred FᵀF itself, as before the update existed.
+    `along`: the mean in the eigenbasis."""
     values = spectrum.eigenvalues
     null = values <= 1e-10 * max(float(values.max()), 1e-300)
-    along = spectrum.eigenvectors.T @ spectrum.mean
     return float(np.linalg.norm(along[null])) <= tolerance * max(
         float(np.linalg.norm(along)), 1e-300
     )
@@ -152,11 +152,13 @@ def logme(features: np.ndarray, labels: np.ndarray, spectrum: Spectrum | None = 
     as the authors'; computed from the centred spectrum the other estimators share)."""
     features, labels = _check(features, labels)
     spectrum = spectrum or Spectrum.of(features, centred=True)
-    if not _mean_in_range(spectrum):
+    along = spectrum.eigenvectors.T @ spectrum.mean
+    if not _mean_in_range(spectrum, along):
         spectrum = Spectrum.of(features, centred=False)  # then c = 0: the plain update
+        along = np.zeros_like(along)
     targets = _one_hot(labels)
     projected = spectrum.eigenvectors.T @ (features.T @ targets)
-    c = math.sqrt(spectrum.n) * (spectrum.eigenvectors.T @ spectrum.mean)
+    c = math.sqrt(spectrum.n) * along
     return float(
         np.mean(
             [
