@@ -18,7 +18,8 @@ from medtransfer.grid import grid_runs
 
 from .conftest import REPO, SCHEMA, read_config, small_config, snakemake, write_config
 
-PAPER_CONFIGS = ("fok2019", "architectures", "pal2016", "patel2019", "showcase", "demo-medmnist")
+PAPER_CONFIGS = ("fok2019", "architectures", "pal2016", "patel2019", "showcase", "demo-medmnist",
+                 "demo-full")  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -546,6 +546,17 @@ PAPER_CONFIG_JOBS = {
         "finetune": 24,
         "score": 48,
     },
+    # the demo with its extras: config.yaml's 2 targets plus chest (whose own data is N.A.),
+    # EfficientNetB0 fine-tuned from none and natural on blood (2 seeds), learning curves on
+    # ISIC (2 fractions x 2 sources x 2 methods x 3 seeds); ImageNet left out offline
+    "demo-full": {
+        "pretrain": 4,
+        "finetune": 37,
+        "score": 70,
+        "finetune_fraction": 12,
+        "score_fraction": 24,
+        "compare_architectures": 1,
+    },
     # ImageNet only: one extract; 2 fine-tuning variants x 3 seeds; 5 methods x 3 seeds
     "pal2016": {
         "fetch_imagenet": 1,
