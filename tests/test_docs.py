@@ -75,6 +75,21 @@ def test_the_readme_says_what_the_other_configs_and_the_ci_record_hold():
     assert f"{round(wall / 60)} min with the installs" in readme
 
 
+def test_the_readme_says_what_the_demo_holds_and_took():
+    import yaml
+
+    demo = yaml.safe_load((REPO / "config.yaml").read_text())
+    record = (REPO / "benchmarks" / "records" / "demo-2026-11-30.txt").read_text()
+    wall, jobs = (int(v) for v in re.search(r"wall=(\d+) jobs=(\d+)", record).groups())
+    readme = " ".join((REPO / "README.md").read_text().split())
+    showcase = " ".join((REPO / "docs" / "showcase.md").read_text().split())
+    assert f"{jobs} jobs, {round(wall / 60)} min on this project's 2-core machine" in readme
+    assert f"{jobs} jobs in {wall // 60} min {wall % 60} s" in showcase
+    offline = [s for s in demo["sources"] if s != "imagenet"]  # its weights: not offline
+    named = f"sources {', '.join(offline[:-1])} and {offline[-1]}, FE and FT"
+    assert f"{named}, {len(demo['seeds'])} seeds" in readme
+
+
 def test_the_readme_says_what_the_quick_start_config_holds():
     import yaml
 
