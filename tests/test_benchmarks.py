@@ -57,6 +57,27 @@ def test_fixed_cost_table_reads_every_keras_job_of_a_grid(small_grid):
     assert set(table.rule) == set(counts) and table.fixed_share.between(0, 1).all()
 
 
+def test_the_bare_baseline_redoes_a_grids_jobs_and_divides(small_grid):
+    """benchmarks/bare.py on a finished grid: one job of each rule redone in-process, the
+    workflow's seconds of the same jobs beside it, and a total that adds them up."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bare.py"), str(small_grid), "--limit", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["rule", "jobs", "workflow_job_s", "bare_s", "ratio"]
+    rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in lines[1:]}
+    assert list(rows) == ["finetune", "extract", "score", "total"]
+    assert all(jobs == 1 and ours > 0 and bare > 0 for jobs, ours, bare, _ in
+               [rows[r] for r in ("finetune", "extract", "score")])  # fmt: skip
+    total = [sum(rows[r][i] for r in ("finetune", "extract", "score")) for i in range(3)]
+    assert rows["total"][:3] == pytest.approx(total, abs=0.02)
+    assert rows["total"][3] == pytest.approx(total[1] / total[2], rel=0.01)
+
+
 def test_the_gpu_check_runs_dry_on_the_cpu():
     """benchmarks/gpu.sh --dry: the GPU check's own code on the CPU (no GPU here or in CI),
     every installed backend, so that it is known to run before a GPU is lent."""
