@@ -97,8 +97,8 @@ def batch_step(model: keras.Model, training: bool):
     whose last batch is smaller traces it twice, and the optimizer's variables, made inside
     the first trace, make TensorFlow trace that one twice as well: EfficientNet-Lite0's
     first epoch at 32 px took 35 s of which 32 s were tracing (benchmarks/README.md,
-    "tracing"). Here the step is traced once per job for any batch size, with the optimizer
-    built beforehand; the arithmetic is Keras' own `train_step`/`test_step`, so the numbers
+    "tracing"). Here the step is traced once per job for any batch size, after `train` has
+    built the optimizer; the arithmetic is Keras' own `train_step`/`test_step`, so the numbers
     are the same. JAX and PyTorch keep Keras' per-batch calls."""
     steps = model.__dict__.setdefault("_medtransfer_steps", {})
     key = (training, id(model.optimizer))  # compiling again makes new steps
@@ -108,8 +108,6 @@ def batch_step(model: keras.Model, training: bool):
 
 
 def _make_batch_step(model: keras.Model, training: bool):
-    if training and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
     if keras.backend.backend() != "tensorflow":
         on_batch = model.train_on_batch if training else model.test_on_batch
         return lambda x, y, w: on_batch(x, y, sample_weight=w, return_dict=True)
@@ -255,7 +253,7 @@ def _load_checkpoint(folder: Path, expected: str, model: keras.Model) -> Trainin
         return None
     try:
         _restore(model, folder / state.model_file, with_optimizer=True)
-    except (CheckpointMismatch, OSError, ValueError) as error:  # a changed network, a bad file
+    except (OSError, ValueError) as error:  # a changed network (CheckpointMismatch), a bad file
         log.warning("%s; starting afresh", error)
         return None
     log.info("resuming from checkpoint %s at epoch %d", folder, state.next_epoch + 1)
