@@ -254,6 +254,22 @@ def test_permutation_p_is_exact_and_counts_ties():
     )
 
 
+def test_the_bootstraps_tau_is_scipys_bit_for_bit_ties_and_all():
+    from scipy.stats import kendalltau
+
+    from medtransfer.ranking import taus_b
+
+    rng, undefined = np.random.default_rng(3), 0
+    for n in (3, 4, 7):
+        scores = rng.integers(0, 3, size=(300, n)).astype(float)  # many ties, some rows all tied
+        gains = rng.integers(0, 4, size=(300, n)) / 100
+        found = taus_b(scores, gains)
+        expected = np.array([kendalltau(s, g).statistic for s, g in zip(scores, gains)])
+        np.testing.assert_array_equal(found, expected)
+        undefined += np.isnan(found).sum()
+    assert undefined > 0
+
+
 def test_pooled_tau_averages_targets_with_a_joint_null():
     from medtransfer.ranking import tau_table
 

@@ -523,7 +523,7 @@ class Grid:
         )
 
     def filter_grids(self, arch: str) -> list[str]:
-        if not self.filter_sources(arch):
+        if not (self.config["report"]["filters"] and self.filter_sources(arch)):
             return []
         return [
             *(

