@@ -264,7 +264,9 @@ def test_the_bootstraps_tau_is_scipys_bit_for_bit_ties_and_all():
         scores = rng.integers(0, 3, size=(300, n)).astype(float)  # many ties, some rows all tied
         gains = rng.integers(0, 4, size=(300, n)) / 100
         found = taus_b(scores, gains)
-        expected = np.array([kendalltau(s, g).statistic for s, g in zip(scores, gains)])
+        expected = np.array(
+            [kendalltau(s, g).statistic for s, g in zip(scores, gains, strict=True)]
+        )
         np.testing.assert_array_equal(found, expected)
         undefined += np.isnan(found).sum()
     assert undefined > 0
