@@ -100,6 +100,10 @@ def test_figure3_layout(data):
     assert has_fe == ("FE" in set(data[data.source != "No transfer"].kind))
     ticks = [t.get_text() for t in ax.get_xticklabels()]
     assert all("target" in t for t in ticks)  # each mean says how many targets it covers
+    bars = data[data.source != "No transfer"]
+    one_target = len(bars) > 0 and (bars.n_targets == 1).all()
+    # no error bars are drawn over one target: the axis must not promise them
+    assert ("sd over targets" in ax.get_ylabel()) == (not one_target)
 
 
 def test_architectures_figure_layout_and_bars_under_their_ticks():

@@ -400,7 +400,12 @@ def figure3_plot(data: pd.DataFrame, source_order: list[str] | None = None):
     ticks = [f"{label}\n({n} target{'s' if n != 1 else ''})"
              for label, n in zip(labels, reference.n_targets, strict=True)]  # fmt: skip
     ax.set_xticks(x, ticks)
-    ax.set_ylabel("Mean macro AUC over targets\n(error bars: sd over targets)")
+    one_target = len(reference) > 0 and bool((reference.n_targets == 1).all())
+    ax.set_ylabel(  # with one target there is no spread over targets to draw
+        "Macro AUC of the one target\n(mean over seeds; no error bars)"
+        if one_target
+        else "Mean macro AUC over targets\n(error bars: sd over targets)"
+    )
     ax.set_ylim(0, 1)
     ax.set_title("Mean performance per source")
     if labels:
