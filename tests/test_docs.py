@@ -90,6 +90,16 @@ def test_the_readme_says_what_the_demo_holds_and_took():
     assert f"{named}, {len(demo['seeds'])} seeds" in readme
 
 
+def test_the_readme_and_showcase_page_say_what_the_showcase_took():
+    record = (REPO / "benchmarks" / "records" / "showcase-2026-11-30.txt").read_text()
+    wall, jobs = (int(v) for v in re.search(r"wall=(\d+) jobs=(\d+)", record).groups())
+    readme = " ".join((REPO / "README.md").read_text().split())
+    showcase = " ".join((REPO / "docs" / "showcase.md").read_text().split())
+    assert f"{jobs} jobs, {round(wall / 60)} min on this project's 2-core machine" in readme
+    assert f"{jobs} jobs in {wall // 60} min {wall % 60} s" in showcase
+    assert "120 of 120 run records equal the committed ones" in record
+
+
 def test_the_readme_says_what_the_quick_start_config_holds():
     import yaml
 
