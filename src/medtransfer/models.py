@@ -385,12 +385,11 @@ def forward_pass(model: keras.Model):
         return model.predict_on_batch
     import tensorflow as tf
 
-    traced = tf.function(
+    return tf.function(  # tensors out: predict_outputs makes the arrays
         lambda x: model.predict_step((x,)),
         input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)],
         jit_compile=bool(model.jit_compile),
     )
-    return lambda x: keras.tree.map_structure(np.asarray, traced(x))
 
 
 def predict_outputs(

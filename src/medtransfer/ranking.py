@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import kendalltau, weightedtau
+from scipy.stats import weightedtau
 
 from .config import NO_SOURCE
 from .estimates import read_estimates
@@ -72,7 +72,7 @@ def _defined(scores: np.ndarray, gains: np.ndarray) -> bool:
 
 
 def _tau(scores: np.ndarray, gains: np.ndarray) -> float:
-    return float(kendalltau(scores, gains).statistic) if _defined(scores, gains) else math.nan
+    return float(taus_b(scores, gains)) if _defined(scores, gains) else math.nan
 
 
 def taus_b(scores: np.ndarray, gains: np.ndarray) -> np.ndarray:
