@@ -212,8 +212,13 @@ def test_diverged_training_fails_clearly(tmp_path):
         train(_fresh_model(), images, labels, split, settings, 0, tmp_path / "nan")
 
 
-def test_extract_model_gives_features_stages_and_a_trained_sources_softmax(tmp_path):
+def test_extract_model_gives_features_stages_and_a_trained_sources_softmax(tmp_path, monkeypatch):
+    import tempfile
+
     from medtransfer.models import extract_model, predict_outputs
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # what a job leaves
+    (tmp_path / "tmp").mkdir()
 
     save_model(build_vgg16(32, 3, width=0.125), tmp_path / "source.keras")
     trained = source_network("natural", tmp_path / "source.keras", 32, 0.125, seed=0)
@@ -226,6 +231,7 @@ def test_extract_model_gives_features_stages_and_a_trained_sources_softmax(tmp_p
     assert outputs["stage1_block1_pool"].shape == (5, 8)  # pooled: one value per channel
     np.testing.assert_allclose(outputs["source_softmax"], trained.predict(images, verbose=0),
                                rtol=1e-5, atol=1e-6)  # fmt: skip
+    assert list((tmp_path / "tmp").iterdir()) == [], "AutoGraph's files left behind"
     untrained = source_network("none", None, 32, 0.125, seed=0)
     assert "source_softmax" not in extract_model(untrained, "fc2", "vgg16", "none")[1]
 

@@ -389,6 +389,9 @@ def forward_pass(model: keras.Model):
         lambda x: model.predict_step((x,)),
         input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)],
         jit_compile=bool(model.jit_compile),
+        # as Keras traces its own steps: AutoGraph would write a source file into the
+        # temporary folder per job and leave it there (hundreds a day on a grid)
+        autograph=False,
     )
 
 
