@@ -158,6 +158,23 @@ def test_similarity_scatter_has_no_overlapping_labels_and_the_sources_colours():
     assert colours == {tuple(source_colour(sources, s)[:3]) for s in sources[1:]}
 
 
+def test_the_estimates_figure_colours_sources_in_the_grids_order_as_figure3_does():
+    """Estimates arrive sorted by name (catdog, chest, natural); coloured in that order,
+    natural took catdog's hue of Figure 3 and a reader comparing the two misread them."""
+    from medtransfer.ranking import estimate_plot
+
+    grid = ["none", "natural", "catdog", "chest"]
+    estimates = pd.DataFrame([{"estimator": "logme", "source": s, "target": "isic",
+                               "score": float(i), "ft_gain": 0.01 * i}
+                              for i, s in enumerate(sorted(grid[1:]))])  # fmt: skip
+    fig = estimate_plot(estimates, grid)
+    (points,) = fig.axes[0].collections
+    drawn = [tuple(c[:3]) for c in points.get_facecolor()]
+    assert drawn == [tuple(source_colour(grid, s)[:3]) for s in sorted(grid[1:])]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:3] == grid[1:], "the legend lists the sources in the grid's order"
+
+
 def test_a_source_has_one_colour_in_every_figure():
     """Figure 3 labels sources ('No transfer', 'ImageNet'), the others name them: one hue."""
     by_name = ["none", "imagenet", "natural", "catdog"]

@@ -314,17 +314,20 @@ def estimate_summary(estimates: pd.DataFrame, gains: pd.DataFrame) -> pd.DataFra
     return means.merge(mean_gains.reset_index(), on=["target", "source"], how="left")
 
 
-def write_estimate_figure(summary: pd.DataFrame, path: str) -> None:
+def write_estimate_figure(
+    summary: pd.DataFrame, path: str, source_order: list[str] | None = None
+) -> None:
     from .reporting import save_figure
 
-    save_figure(estimate_plot(summary), path)
+    save_figure(estimate_plot(summary, source_order), path)
 
 
-def estimate_plot(summary: pd.DataFrame):
+def estimate_plot(summary: pd.DataFrame, source_order: list[str] | None = None):
     """Estimator score against the measured FT gain: one panel per estimator, a point per
-    (target, source) coloured by source (its colour of every figure) and shaped by target,
-    scores standardised within each target (estimators' scales differ between targets, and
-    only the order within a target matters); one legend beside the panels."""
+    (target, source) coloured by source (its colour of every figure: `source_colour` over
+    `source_order`, the grid's sources) and shaped by target, scores standardised within
+    each target (estimators' scales differ between targets, and only the order within a
+    target matters); one legend beside the panels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -339,7 +342,11 @@ def estimate_plot(summary: pd.DataFrame):
     for ax in axes.flat[len(estimators) :]:
         ax.axis("off")
     shown = summary[summary.source != NO_SOURCE] if len(summary) else summary
-    sources = list(dict.fromkeys(shown.source)) if len(shown) else []
+    present = list(dict.fromkeys(shown.source)) if len(shown) else []
+    order = list(source_order or present)
+    # the legend in the grid's order, as in Figure 3; a source outside it goes last
+    sources = [s for s in order if s in present] + [s for s in present if s not in order]
+    order += [s for s in present if s not in order]
     targets = sorted(shown.target.unique()) if len(shown) else []
     markers = target_markers(targets)
     for ax, estimator in zip(axes.flat, estimators, strict=False):
@@ -348,7 +355,7 @@ def estimate_plot(summary: pd.DataFrame):
             spread = points.score.std(ddof=0)
             z = (points.score - points.score.mean()) / (spread if spread > 0 else 1.0)
             y = points.get("ft_gain", pd.Series(np.nan, index=points.index))
-            colours = [source_colour(sources, s) for s in points.source]
+            colours = [source_colour(order, s) for s in points.source]
             ax.scatter(z, y, c=colours, marker=markers.get(target, "o"), s=30)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set(title=estimator, xlabel="mean score over seeds\n(standardised per target)",
@@ -359,7 +366,7 @@ def estimate_plot(summary: pd.DataFrame):
     right = 1.0
     if sources or targets:
         right = 1 - 1.6 / fig.get_figwidth()  # room for the legend beside the panels
-        add_source_target_legend(fig, sources, sources, markers, x=right + 0.01, fontsize=7)
+        add_source_target_legend(fig, order, sources, markers, x=right + 0.01, fontsize=7)
     fig.tight_layout(rect=(0, 0, right, 1))
     return fig
 
@@ -370,8 +377,10 @@ def write_transferability_report(
     report: dict[str, str],
     n_boot: int,
     outputs: dict[str, str],
+    source_order: list[str] | None = None,
 ) -> pd.DataFrame:
-    """estimates.csv (every estimate), tau.csv / tau.md and the figure of one architecture."""
+    """estimates.csv (every estimate), tau.csv / tau.md and the figure of one architecture
+    (sources coloured as in every figure: `source_order`, the grid's sources)."""
     from .io import write_csv, write_text
     from .runs import read_runs
 
@@ -389,5 +398,5 @@ def write_transferability_report(
         "its joint permutation p.\n\n"
     )
     write_text(outputs["md"], header + tau_markdown(table))
-    write_estimate_figure(estimate_summary(estimates, gains), outputs["png"])
+    write_estimate_figure(estimate_summary(estimates, gains), outputs["png"], source_order)
     return table

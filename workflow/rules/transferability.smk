@@ -54,6 +54,7 @@ rule transferability:
     params:
         report={k: config["report"][k] for k in ("fe_method", "ft_method")},
         bootstrap=config["transferability"]["bootstrap"],
+        sources=lambda w: SOURCES_OF[w.arch],
     script:
         "../scripts/transferability.py"
 

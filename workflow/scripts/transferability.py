@@ -12,5 +12,6 @@ with job_logging(snakemake) as log:
         snakemake.params.report,
         snakemake.params.bootstrap,
         dict(snakemake.output.items()),
+        list(snakemake.params.sources),
     )
     log.info("%d tau rows, %d with a value", len(table), int(table.tau.notna().sum()))
