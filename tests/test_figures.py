@@ -160,15 +160,20 @@ def test_similarity_scatter_has_no_overlapping_labels_and_the_sources_colours():
 
 def test_the_estimates_figure_colours_sources_in_the_grids_order_as_figure3_does():
     """Estimates arrive sorted by name (catdog, chest, natural); coloured in that order,
-    natural took catdog's hue of Figure 3 and a reader comparing the two misread them."""
+    natural took catdog's hue of Figure 3 and a reader comparing the two misread them. A
+    panel whose scores all tie said nothing of it (every point at 0 over crowded ticks)."""
     from medtransfer.ranking import estimate_plot
 
     grid = ["none", "natural", "catdog", "chest"]
-    estimates = pd.DataFrame([{"estimator": "logme", "source": s, "target": "isic",
-                               "score": float(i), "ft_gain": 0.01 * i}
+    estimates = pd.DataFrame([{"estimator": e, "source": s, "target": "isic",
+                               "score": float(i) * (e == "logme"), "ft_gain": 0.01 * i}
+                              for e in ("hscore", "logme")
                               for i, s in enumerate(sorted(grid[1:]))])  # fmt: skip
     fig = estimate_plot(estimates, grid)
-    (points,) = fig.axes[0].collections
+    tied, ranked = fig.axes[:2]  # H-score's scores tie (all 0 standardised): it says so
+    assert "tie" in tied.get_xlabel() and not tied.get_xticks().size
+    assert "standardised" in ranked.get_xlabel() and ranked.get_xticks().size
+    (points,) = ranked.collections
     drawn = [tuple(c[:3]) for c in points.get_facecolor()]
     assert drawn == [tuple(source_colour(grid, s)[:3]) for s in sorted(grid[1:])]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]

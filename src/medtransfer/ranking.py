@@ -351,14 +351,22 @@ def estimate_plot(summary: pd.DataFrame, source_order: list[str] | None = None):
     markers = target_markers(targets)
     for ax, estimator in zip(axes.flat, estimators, strict=False):
         part = shown[shown.estimator == estimator]
+        tied = len(part) > 0
         for target, points in part.groupby("target"):
             spread = points.score.std(ddof=0)
+            tied &= not spread > 0
             z = (points.score - points.score.mean()) / (spread if spread > 0 else 1.0)
             y = points.get("ft_gain", pd.Series(np.nan, index=points.index))
             colours = [source_colour(order, s) for s in points.source]
             ax.scatter(z, y, c=colours, marker=markers.get(target, "o"), s=30)
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set(title=estimator, xlabel="mean score over seeds\n(standardised per target)",
+        # all points at 0 over ticks of nothing (H-score ties at classes - 1 where rows do
+        # not outnumber dimensions): the axis says so instead
+        xlabel = ("the sources' scores tie: no ranking\n(tau.md says why)" if tied
+                  else "mean score over seeds\n(standardised per target)")  # fmt: skip
+        if tied:
+            ax.set_xticks([])
+        ax.set(title=estimator, xlabel=xlabel,
                ylabel="FT gain over No transfer\n(AUC, mean over seeds)")  # fmt: skip
     if len(shown) and shown.groupby("target").source.nunique().max() < 2:
         fig.suptitle("one source per target: standardised scores are all 0 and rank nothing",
