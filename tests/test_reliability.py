@@ -38,10 +38,11 @@ def test_killed_finetune_resumes_to_identical_metrics(tmp_path, shared_data, arc
     for folder in (reference_dir, killed_dir):
         folder.mkdir()
         write_config(folder / "config.yaml", shared_data, "fault.yaml", architectures=[arch])
-    snakemake(reference_dir, reference_dir / "config.yaml", "--cores", "2")
+    # the run record alone: the reports after it would add a minute and test nothing here
+    snakemake(reference_dir, reference_dir / "config.yaml", "--cores", "2", run_file)
     reference = json.loads((reference_dir / run_file).read_text())
 
-    command = snakemake_command(killed_dir, killed_dir / "config.yaml", "--cores", "2")
+    command = snakemake_command(killed_dir, killed_dir / "config.yaml", "--cores", "2", run_file)
     job = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -62,7 +63,9 @@ def test_killed_finetune_resumes_to_identical_metrics(tmp_path, shared_data, arc
     )
     stamps = {path: path.stat().st_mtime_ns for path in upstream if path.is_file()}
     snakemake(killed_dir, killed_dir / "config.yaml", "--unlock")
-    snakemake(killed_dir, killed_dir / "config.yaml", "--cores", "2", "--rerun-incomplete")
+    snakemake(
+        killed_dir, killed_dir / "config.yaml", "--cores", "2", "--rerun-incomplete", run_file
+    )
 
     log = (killed_dir / f"logs/finetune/{arch}/isic_none_all_seed0.log").read_text()
     assert "resuming from checkpoint" in log and f"at epoch {killed_at + 1}" in log
@@ -146,7 +149,8 @@ def test_sigterm_stops_a_grid_cleanly_after_its_running_jobs(tmp_path, shared_da
     """`kill <snakemake pid>` (SIGTERM): Snakemake starts no new job, lets the running one
     finish, and leaves no process behind; the next run goes on from there, redoing nothing."""
     config = write_config(tmp_path / "config.yaml", shared_data, "fault.yaml")
-    command = snakemake_command(tmp_path, config, "--cores", "2")
+    run_file = RUN.format(arch="vgg16")  # the run record alone, as in the test above
+    command = snakemake_command(tmp_path, config, "--cores", "2", run_file)
     job = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -161,10 +165,10 @@ def test_sigterm_stops_a_grid_cleanly_after_its_running_jobs(tmp_path, shared_da
         os.killpg(job.pid, 0)
     finetuned = tmp_path / "results/vgg16/finetune/isic/none/all/seed0/training.json"
     assert finetuned.is_file(), "the running fine-tuning job did not finish"
-    assert not (tmp_path / RUN.format(arch="vgg16")).exists(), "a job started after SIGTERM"
+    assert not (tmp_path / run_file).exists(), "a job started after SIGTERM"
     stamp = finetuned.stat().st_mtime_ns
-    snakemake(tmp_path, config, "--cores", "2")
-    assert (tmp_path / RUN.format(arch="vgg16")).is_file()
+    snakemake(tmp_path, config, "--cores", "2", run_file)
+    assert (tmp_path / run_file).is_file()
     assert finetuned.stat().st_mtime_ns == stamp, "the finished fine-tuning ran again"
 
 
