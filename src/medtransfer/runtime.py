@@ -4,6 +4,7 @@ precision."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib.util
 import logging
@@ -141,6 +142,29 @@ def _keep_tensorflow_out() -> None:
         module_utils.tensorflow._available = False
 
 
+# Keras imports these on `import keras` for its scikit-learn wrappers and its image-gallery
+# plots, and works without them (it catches their ImportError); no job uses either part.
+KERAS_OPTIONAL = ("sklearn", "matplotlib")
+
+
+@contextlib.contextmanager
+def _without_kerass_optional_packages():
+    """Keras started (by `import keras`, or by TensorFlow's import, which loads Keras too)
+    without the optional packages it imports for parts no job uses: 2-2.5 s of a Keras
+    job's 7-8-s start-up here (scikit-learn with SciPy's statistics for the wrappers,
+    matplotlib.pyplot for the plots). They stay importable afterwards: a job that needs
+    scikit-learn or matplotlib imports them itself, as it did before."""
+    blocked = [name for name in KERAS_OPTIONAL if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # an import of it raises ImportError, as if not installed
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
 def configure(
     threads: int, seed: int, mixed_precision: bool = False, backend: str = DEFAULT_BACKEND
 ) -> None:
@@ -149,9 +173,9 @@ def configure(
     select_backend(backend)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
     claim_gpu()
-    BACKEND_SETTINGS[backend](threads)
-    import keras
-
+    with _without_kerass_optional_packages():
+        BACKEND_SETTINGS[backend](threads)
+        import keras
     if backend != "tensorflow":
         _keep_tensorflow_out()
     keras.utils.set_random_seed(seed)
