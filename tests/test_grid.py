@@ -132,3 +132,20 @@ def test_a_second_architecture_adds_the_comparison_and_its_own_size():
     assert {r.target for r in grid.runs if r.arch == "resnet50"} == {"blood"}
     assert grid.training_params("finetune", "resnet50")["width"] == 1.0  # VGG16's knob only
     assert grid.filter_layers("vgg16") == grid.config["report"]["filter_layers"]
+
+
+@pytest.mark.parametrize(
+    "argv, only_built",
+    [
+        (["snakemake", "--report"], True),
+        (["snakemake", "--report", "report.zip"], True),
+        (["snakemake", "--report=report.html"], True),  # missed by a plain "--report" in argv
+        # runs the grid, then reports: a filter to what exists would have run nothing new
+        (["snakemake", "--report", "r.html", "--report-after-run", "--cores", "2"], False),
+        (["snakemake", "--cores", "2", "results/table2.csv"], False),
+    ],
+)
+def test_only_a_report_without_a_run_narrows_the_default_target(argv, only_built):
+    from medtransfer.grid import describes_only
+
+    assert describes_only(argv) is only_built

@@ -177,6 +177,15 @@ def adaptive_settings(config: dict[str, Any]) -> dict[str, Any]:
     return config["adaptive"] and {"estimator": "logme", "top_k": 2, **config["adaptive"]}
 
 
+def describes_only(argv: list[str]) -> bool:
+    """Whether a Snakemake command line asks for the HTML report of what has been built
+    (`--report [FILE]`, `--report=FILE`) rather than a run: the default target is then the
+    finished outputs only, so that a partial grid's report shows what exists. With
+    `--report-after-run` the grid runs first and is reported after: every output is wanted."""
+    asks = any(arg == "--report" or arg.startswith("--report=") for arg in argv)
+    return asks and "--report-after-run" not in argv
+
+
 class Grid:
     """A validated config's grid: the planned runs of each architecture (`sources_of`: the
     sources each architecture runs, ImageNet left out where its weights are missing and may

@@ -141,7 +141,7 @@ def training(stage):
 
 # `snakemake --report` describes what has been built: on a partial grid, the grid's finished
 # outputs (Snakemake otherwise stops at the first report file of a job not yet run).
-REPORTING = "--report" in sys.argv
+REPORTING = describes_only(sys.argv)
 
 
 def get_final_outputs():
