@@ -343,10 +343,9 @@ def estimate_plot(summary: pd.DataFrame, source_order: list[str] | None = None):
         ax.axis("off")
     shown = summary[summary.source != NO_SOURCE] if len(summary) else summary
     present = list(dict.fromkeys(shown.source)) if len(shown) else []
-    order = list(source_order or present)
-    # the legend in the grid's order, as in Figure 3; a source outside it goes last
-    sources = [s for s in order if s in present] + [s for s in present if s not in order]
-    order += [s for s in present if s not in order]
+    # colours and legend in the grid's order, as in Figure 3; a source outside it goes last
+    order = list(dict.fromkeys([*(source_order or []), *present]))
+    sources = [s for s in order if s in present]
     targets = sorted(shown.target.unique()) if len(shown) else []
     markers = target_markers(targets)
     for ax, estimator in zip(axes.flat, estimators, strict=False):

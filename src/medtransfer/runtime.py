@@ -148,7 +148,7 @@ KERAS_OPTIONAL = ("sklearn", "matplotlib")
 
 
 @contextlib.contextmanager
-def _without_kerass_optional_packages():
+def _without_keras_optional_packages():
     """Keras started (by `import keras`, or by TensorFlow's import, which loads Keras too)
     without the optional packages it imports for parts no job uses: 2-2.5 s of a Keras
     job's 7-8-s start-up here (scikit-learn with SciPy's statistics for the wrappers,
@@ -173,7 +173,7 @@ def configure(
     select_backend(backend)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
     claim_gpu()
-    with _without_kerass_optional_packages():
+    with _without_keras_optional_packages():
         BACKEND_SETTINGS[backend](threads)
         import keras
     if backend != "tensorflow":
