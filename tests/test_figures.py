@@ -180,6 +180,19 @@ def test_the_estimates_figure_colours_sources_in_the_grids_order_as_figure3_does
     assert legend[:3] == grid[1:], "the legend lists the sources in the grid's order"
 
 
+def test_the_estimates_figure_with_one_source_per_target_says_it_ranks_nothing():
+    """The small grid's case (natural alone on each target): its panels said the sources'
+    scores tie, where there was nothing to tie with."""
+    from medtransfer.ranking import estimate_plot
+
+    estimates = pd.DataFrame([{"estimator": "logme", "source": "natural", "target": t,
+                               "score": 1.0 + i, "ft_gain": 0.01 * i}
+                              for i, t in enumerate(["isic", "blood"])])  # fmt: skip
+    ax = estimate_plot(estimates, ["none", "natural"]).axes[0]
+    assert "one source per target" in ax.get_xlabel() and "tie" not in ax.get_xlabel()
+    assert not ax.get_xticks().size
+
+
 def test_a_source_has_one_colour_in_every_figure():
     """Figure 3 labels sources ('No transfer', 'ImageNet'), the others name them: one hue."""
     by_name = ["none", "imagenet", "natural", "catdog"]

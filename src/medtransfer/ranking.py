@@ -322,6 +322,17 @@ def write_estimate_figure(
     save_figure(estimate_plot(summary, source_order), path)
 
 
+def _why_nothing_ranks(part: pd.DataFrame) -> str | None:
+    """Why one estimator's panel ranks no sources, or None where it ranks some."""
+    rankable = [points.score for _, points in part.groupby("target") if len(points) > 1]
+    if len(part) and not rankable:
+        return "one source per target:\nnothing to rank"
+    if rankable and not any(score.std(ddof=0) > 0 for score in rankable):
+        # H-score ties at classes - 1 where rows do not outnumber dimensions
+        return "the sources' scores tie: no ranking\n(tau.md says why)"
+    return None
+
+
 def estimate_plot(summary: pd.DataFrame, source_order: list[str] | None = None):
     """Estimator score against the measured FT gain: one panel per estimator, a point per
     (target, source) coloured by source (its colour of every figure: `source_colour` over
@@ -350,26 +361,19 @@ def estimate_plot(summary: pd.DataFrame, source_order: list[str] | None = None):
     markers = target_markers(targets)
     for ax, estimator in zip(axes.flat, estimators, strict=False):
         part = shown[shown.estimator == estimator]
-        tied = len(part) > 0
         for target, points in part.groupby("target"):
             spread = points.score.std(ddof=0)
-            tied &= not spread > 0
             z = (points.score - points.score.mean()) / (spread if spread > 0 else 1.0)
             y = points.get("ft_gain", pd.Series(np.nan, index=points.index))
             colours = [source_colour(order, s) for s in points.source]
             ax.scatter(z, y, c=colours, marker=markers.get(target, "o"), s=30)
         ax.axhline(0, color="grey", lw=0.8)
-        # all points at 0 over ticks of nothing (H-score ties at classes - 1 where rows do
-        # not outnumber dimensions): the axis says so instead
-        xlabel = ("the sources' scores tie: no ranking\n(tau.md says why)" if tied
-                  else "mean score over seeds\n(standardised per target)")  # fmt: skip
-        if tied:
+        unranked = _why_nothing_ranks(part)
+        if unranked:  # every point at 0 over ticks of nothing: the axis says why instead
             ax.set_xticks([])
-        ax.set(title=estimator, xlabel=xlabel,
+        ax.set(title=estimator,
+               xlabel=unranked or "mean score over seeds\n(standardised per target)",
                ylabel="FT gain over No transfer\n(AUC, mean over seeds)")  # fmt: skip
-    if len(shown) and shown.groupby("target").source.nunique().max() < 2:
-        fig.suptitle("one source per target: standardised scores are all 0 and rank nothing",
-                     fontsize=9)  # fmt: skip
     right = 1.0
     if sources or targets:
         right = 1 - 1.6 / fig.get_figwidth()  # room for the legend beside the panels
