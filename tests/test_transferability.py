@@ -88,6 +88,28 @@ def test_logme_of_near_zero_features(rows, dims, dead):
     assert tr.logme(features * 1e-12, labels) == pytest.approx(expected, abs=1e-5)
 
 
+@pytest.mark.parametrize(("rows", "dims", "dead"), [(400, 300, 0), (400, 300, 30), (80, 260, 0)])
+def test_spectrum_agrees_with_a_full_eigendecomposition(rows, dims, dead):
+    """The spectrum never forms its eigenvectors (tridiagonal reduction, Q applied in
+    blocks of 128): its eigenvalues, projections and leading axes are numpy's eigh's, up
+    to each axis' sign, across block boundaries, dead units and fewer rows than dimensions
+    (a null space, where single axes are arbitrary and only their span is compared)."""
+    rng = np.random.default_rng(1)
+    features = np.maximum(rng.standard_normal((rows, dims)) * np.linspace(3, 0.1, dims) + 1, 0)
+    features[:, :dead] = 0.0
+    spectrum = tr.Spectrum.of(features, centred=True)
+    centred = features - features.mean(axis=0)
+    values, vectors = np.linalg.eigh(centred.T @ centred)
+    assert spectrum.eigenvalues == pytest.approx(np.clip(values, 0, None), abs=1e-9 * values[-1])
+    x = rng.standard_normal((dims, 3))
+    ranked = values > 1e-9 * values[-1]
+    assert np.abs(spectrum.project(x))[ranked] == pytest.approx(np.abs(vectors.T @ x)[ranked])
+    null_part = np.linalg.norm(spectrum.project(x)[~ranked], axis=0)
+    assert null_part == pytest.approx(np.linalg.norm((vectors.T @ x)[~ranked], axis=0))
+    leading = spectrum.leading_axes(40)
+    assert np.abs(leading.T @ vectors[:, ::-1][:, :40]) == pytest.approx(np.eye(40), abs=1e-8)
+
+
 def test_hscore_equals_its_closed_form_on_a_hand_example():
     # one feature, two classes of two rows: class means ±1 around 0, all rows at ±1
     features = np.array([[-1.0], [-1.0], [1.0], [1.0]])

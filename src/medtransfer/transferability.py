@@ -58,27 +58,109 @@ def _one_hot(labels: np.ndarray) -> np.ndarray:
     return (labels[:, None] == classes[None, :]).astype(np.float64)
 
 
+def _lapack_succeeded(info: int, what: str) -> None:
+    if info != 0:
+        raise EstimatorError(f"{what} failed (LAPACK info {info})")
+
+
+def _tridiagonal_eigen(diagonal: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (ascending) and eigenvectors of a symmetric tridiagonal matrix, by divide
+    and conquer as numpy's eigh (faster here than MRRR); LAPACK's stevd refuses 1 x 1."""
+    from scipy.linalg import lapack
+
+    if len(diagonal) == 1:
+        return diagonal.copy(), np.ones((1, 1))
+    values, vectors, info = lapack.dstevd(diagonal, off)
+    _lapack_succeeded(info, "the eigendecomposition of the tridiagonal form of FᵀF")
+    return values, vectors
+
+
+class _Reflectors:
+    """Q of a tridiagonal reduction A = Q T Qᵀ as LAPACK's sytrd leaves it (lower half):
+    Q = H_1 ⋯ H_{d-1}, each H_i = I - τ_i v_i v_iᵀ. Applied in blocks (the compact WY form
+    of LAPACK's larft and ormtr), so Q reaches k columns in O(d² k) without being formed."""
+
+    BLOCK = 128
+
+    def __init__(self, reduced: np.ndarray, scales: np.ndarray):
+        self._blocks = [
+            self._block(reduced, scales, start) for start in range(0, len(scales), self.BLOCK)
+        ]
+
+    def _block(self, reduced: np.ndarray, scales: np.ndarray, start: int):
+        """(first row, V, T) with H_start ⋯ H_stop-1 = I - V T Vᵀ on the rows from there."""
+        tau = scales[start : start + self.BLOCK]
+        # v_i: one at row i + 1, sytrd's stored part below it, zero above
+        v = np.tril(reduced[start + 1 :, start : start + len(tau)], -1)
+        v[np.arange(len(tau)), np.arange(len(tau))] = 1.0
+        inner = v.T @ v
+        t = np.zeros((len(tau), len(tau)))
+        for j in range(len(tau)):
+            t[:j, j] = -tau[j] * (t[:j, :j] @ inner[:j, j])
+            t[j, j] = tau[j]
+        return start + 1, v, t
+
+    def transpose_times(self, x: np.ndarray) -> np.ndarray:
+        """Qᵀ x."""
+        x = np.array(x, dtype=np.float64)
+        for row, v, t in self._blocks:
+            x[row:] -= v @ (t.T @ (v.T @ x[row:]))
+        return x
+
+    def times(self, x: np.ndarray) -> np.ndarray:
+        """Q x."""
+        x = np.array(x, dtype=np.float64)
+        for row, v, t in reversed(self._blocks):
+            x[row:] -= v @ (t @ (v.T @ x[row:]))
+        return x
+
+
 @dataclass(frozen=True)
 class Spectrum:
-    """The eigendecomposition of the centred FᵀF: H-score's pinv(Cov_f), the PCA of GBC and
-    N-LEEP, and LogME's uncentred FᵀF by a rank-one update. At 4,096 dimensions it is most
-    of the estimators' cost, so it is computed once per feature matrix and shared."""
+    """The eigendecomposition V diag(λ) Vᵀ of the centred FᵀF: H-score's pinv(Cov_f), the
+    PCA of GBC and N-LEEP, and LogME's uncentred FᵀF by a rank-one update. At 4,096
+    dimensions it is most of the estimators' cost, so it is computed once per feature matrix
+    and shared, and V is never formed: LogME and H-score read only Vᵀx for a few vectors x,
+    GBC and N-LEEP only the leading axes. With FᵀF = Q T Qᵀ (tridiagonal T) and T = W Λ Wᵀ,
+    V = Q W, so the work is the reduction to T, T's eigenvectors and Q applied to the few
+    columns asked for: about half of a full eigendecomposition, whose back-transformation
+    Q W of all d columns is skipped."""
 
     eigenvalues: np.ndarray  # ascending, clipped at 0
-    eigenvectors: np.ndarray
     n: int
     mean: np.ndarray  # subtracted before the product (zeros: uncentred)
+    reflectors: _Reflectors
+    tridiagonal_vectors: np.ndarray  # W, the eigenvectors of T, ascending as the eigenvalues
 
     @classmethod
     def of(cls, features: np.ndarray, centred: bool) -> Spectrum:
+        from scipy.linalg import blas, lapack
+
         mean = features.mean(axis=0) if centred else np.zeros(features.shape[1])
         rows = features - mean if centred else features
-        values, vectors = np.linalg.eigh(rows.T @ rows)
-        return cls(np.clip(values, 0.0, None), vectors, len(features), mean)
+        # rowsᵀ of C-ordered rows is Fortran-ordered: syrk reads it in place and writes the
+        # lower half of FᵀF, all that sytrd reads
+        product = blas.dsyrk(1.0, rows.T, lower=1)
+        lwork, _ = lapack.dsytrd_lwork(len(product), lower=1)
+        reduced, diagonal, off, scales, info = lapack.dsytrd(
+            product, lower=1, lwork=int(lwork), overwrite_a=1
+        )
+        _lapack_succeeded(info, "the reduction of FᵀF to tridiagonal form")
+        values, w = _tridiagonal_eigen(diagonal, off)
+        reflectors = _Reflectors(reduced, scales)
+        return cls(np.clip(values, 0.0, None), len(features), mean, reflectors, w)
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """Vᵀ x: each column of x in the eigenbasis (rows ascending as the eigenvalues)."""
+        return self.tridiagonal_vectors.T @ self.reflectors.transpose_times(x)
+
+    def leading_axes(self, n: int) -> np.ndarray:
+        """The `n` eigenvectors of the largest eigenvalues, largest first (d x n)."""
+        return self.reflectors.times(self.tridiagonal_vectors[:, ::-1][:, :n])
 
     def principal_components(self, features: np.ndarray, n: int) -> np.ndarray:
         """The rows projected on the `n` leading principal axes (a centred spectrum)."""
-        return (features - self.mean) @ self.eigenvectors[:, ::-1][:, :n]
+        return (features - self.mean) @ self.leading_axes(n)
 
     def components_for(self, variance: float) -> int:
         """The fewest principal axes that keep `variance` of the total variance."""
@@ -152,12 +234,12 @@ def logme(features: np.ndarray, labels: np.ndarray, spectrum: Spectrum | None = 
     as the authors'; computed from the centred spectrum the other estimators share)."""
     features, labels = _check(features, labels)
     spectrum = spectrum or Spectrum.of(features, centred=True)
-    along = spectrum.eigenvectors.T @ spectrum.mean
+    along = spectrum.project(spectrum.mean)
     if not _mean_in_range(spectrum, along):
         spectrum = Spectrum.of(features, centred=False)  # then c = 0: the plain update
         along = np.zeros_like(along)
     targets = _one_hot(labels)
-    projected = spectrum.eigenvectors.T @ (features.T @ targets)
+    projected = spectrum.project(features.T @ targets)
     c = math.sqrt(spectrum.n) * along
     return float(
         np.mean(
@@ -194,7 +276,7 @@ def hscore(
     values = spectrum.eigenvalues / (n - 1)
     kept = values > rcond * max(values.max(), 1e-300)
     inverse = np.where(kept, 1.0 / np.where(kept, values, 1.0), 0.0)
-    quadratic = ((deviations @ spectrum.eigenvectors) ** 2 * inverse).sum(axis=1)
+    quadratic = (spectrum.project(deviations.T).T ** 2 * inverse).sum(axis=1)
     return float(np.sum(counts / (n - 1) * quadratic))
 
 
