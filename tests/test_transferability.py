@@ -110,6 +110,14 @@ def test_spectrum_agrees_with_a_full_eigendecomposition(rows, dims, dead):
     assert np.abs(leading.T @ vectors[:, ::-1][:, :40]) == pytest.approx(np.eye(40), abs=1e-8)
 
 
+def test_features_whose_product_overflows_are_named_not_decomposed():
+    features, labels = blobs(1.0, n=60, dims=20)
+    with pytest.raises(
+        tr.EstimatorError, match=r"features too large.*largest \|value\| [0-9.]+e\+200"
+    ):
+        tr.estimate_all(features * 1e200, labels)
+
+
 def test_hscore_equals_its_closed_form_on_a_hand_example():
     # one feature, two classes of two rows: class means ±1 around 0, all rows at ±1
     features = np.array([[-1.0], [-1.0], [1.0], [1.0]])

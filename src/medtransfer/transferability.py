@@ -141,6 +141,11 @@ class Spectrum:
         # rowsᵀ of C-ordered rows is Fortran-ordered: syrk reads it in place and writes the
         # lower half of FᵀF, all that sytrd reads
         product = blas.dsyrk(1.0, rows.T, lower=1)
+        if not np.isfinite(product).all():
+            raise EstimatorError(
+                f"features too large: FᵀF overflows float64 (largest |value| "
+                f"{float(np.abs(features).max()):.3g})"
+            )
         lwork, _ = lapack.dsytrd_lwork(len(product), lower=1)
         reduced, diagonal, off, scales, info = lapack.dsytrd(
             product, lower=1, lwork=int(lwork), overwrite_a=1
