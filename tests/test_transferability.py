@@ -118,6 +118,32 @@ def test_features_whose_product_overflows_are_named_not_decomposed():
         tr.estimate_all(features * 1e200, labels)
 
 
+def test_logme_of_all_dead_features_is_the_evidence_of_noise_alone():
+    """Every unit dead (F = 0): y = ε whatever α, so the evidence is max over β of
+    log N(y; 0, β⁻¹I) / n, here by a general-purpose optimiser. The fixed-point updates
+    divided 0 by 0 there. Features whose products underflow stop with a message."""
+    from scipy.optimize import minimize_scalar
+
+    labels = np.arange(60) % 3
+    features = np.zeros((60, 5))
+
+    def noise_evidence(y):
+        def negative(log_beta):
+            beta = math.exp(log_beta)
+            return -(len(y) / 2 * math.log(beta / (2 * math.pi)) - beta / 2 * y @ y)
+
+        return -minimize_scalar(negative, bounds=(-10, 10), method="bounded").fun / len(y)
+
+    onehot = (labels[:, None] == np.arange(3)).astype(float)
+    expected = np.mean([noise_evidence(onehot[:, k]) for k in range(3)])
+    assert tr.logme(features, labels) == pytest.approx(expected, abs=1e-6)
+    features[labels == 1] = 1e-200  # its products underflow to 0: the evidence's shape is lost
+    with pytest.raises(tr.EstimatorError, match="logme: no maximum of the evidence"):
+        tr.logme(features, labels)
+    with pytest.raises(tr.EstimatorError, match=r"features \(60, 0\) have no columns"):
+        tr.estimate_all(features[:, :0], labels)
+
+
 def test_hscore_equals_its_closed_form_on_a_hand_example():
     # one feature, two classes of two rows: class means ±1 around 0, all rows at ±1
     features = np.array([[-1.0], [-1.0], [1.0], [1.0]])

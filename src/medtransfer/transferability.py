@@ -46,6 +46,8 @@ def _check(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nda
         raise EstimatorError(
             f"features {features.shape} and labels {labels.shape} do not pair up row by row"
         )
+    if features.shape[1] == 0:
+        raise EstimatorError(f"features {features.shape} have no columns")
     if len(np.unique(labels)) < 2:
         raise EstimatorError("a transferability estimate needs at least two classes")
     if not np.isfinite(features).all():
@@ -183,6 +185,11 @@ def _logme_column(spectrum: Spectrum, b: np.ndarray, c: np.ndarray, y_norm2: flo
     Sherman-Morrison and the determinant lemma in O(d), without a second eigendecomposition.
     `b` is VᵀFᵀy."""
     n, lam, dims = spectrum.n, spectrum.eigenvalues, len(spectrum.eigenvalues)
+    if not lam.any() and not c.any():
+        # F = 0 (to float64's range; every unit of an untrained network dead): y = ε alone,
+        # whatever α, and the evidence is p(y | β) at its maximum β = n / ||y||². The fixed
+        # point would divide 0 by 0 (γ = mᵀm = 0).
+        return 0.5 * math.log(n / y_norm2) - 0.5 * math.log(2 * math.pi) - 0.5
 
     def posterior(alpha: float, beta: float) -> tuple[float, float, float, float, float]:
         """(γ, mᵀm, ||Fm - y||², log det(αI + βFᵀF)) at α, β, for m the posterior mean."""
@@ -203,6 +210,11 @@ def _logme_column(spectrum: Spectrum, b: np.ndarray, c: np.ndarray, y_norm2: flo
     for _ in range(1000):
         gamma, m2, residual, _, _ = posterior(alpha, beta)
         new_alpha, new_beta = gamma / max(m2, 1e-12), (n - gamma) / residual
+        if not (0 < new_alpha < math.inf and 0 < new_beta < math.inf):
+            raise EstimatorError(
+                f"logme: no maximum of the evidence (α {new_alpha:.3g}, β {new_beta:.3g}): "
+                "features at the edge of float64's range?"
+            )
         done = abs(new_alpha - alpha) / alpha < 1e-8 and abs(new_beta - beta) / beta < 1e-8
         alpha, beta = new_alpha, new_beta
         if done:
