@@ -21,6 +21,15 @@ from medtransfer.config import apply_includes, load_config, validate_schema  # n
 SHARED_DATA = Path(os.environ.get("MEDTRANSFER_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """The Slurm test last. It installs Slurm and takes its cluster down after; from then on
+    every Snakemake process, whatever its executor, imports the Slurm executor plugin, which
+    asks the absent controller for its config (`scontrol show config`: 9 s of retries here).
+    test_workflow's ~30 Snakemake calls after it paid that (measured: importing the plugin
+    9.3 s with Slurm installed and down)."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
