@@ -35,6 +35,22 @@ def test_keras_starts_without_the_optional_packages_a_job_does_not_use():
     assert out.stdout.splitlines() == ["[]", "(1, 2) SVC"]
 
 
+def test_host_names_this_cpu_and_its_vector_extensions():
+    """What a run record says of the CPU whose arithmetic made it, read from this machine's
+    /proc/cpuinfo (CI's is Linux): its model and the extensions kernels dispatch on."""
+    import platform
+    from pathlib import Path
+
+    host = runtime.host()
+    assert host["machine"] == platform.machine()
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    assert f": {host['cpu']}" in cpuinfo
+    flags = {f for line in cpuinfo.splitlines() if line.startswith("flags") for f in line.split()}
+    assert set(host["vector_extensions"]) <= flags
+    assert ("avx2" in flags) == ("avx2" in host["vector_extensions"])
+    assert not any(f.startswith(("pse", "vme", "msr")) for f in host["vector_extensions"])
+
+
 def test_unknown_backend_names_the_key():
     with pytest.raises(runtime.BackendError, match="keras_backend: 'theano' is not one of"):
         runtime.select_backend("theano")

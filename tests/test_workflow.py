@@ -57,6 +57,7 @@ RUN_FIELDS = {
     "architecture",
     "keras_backend",
     "classifier_converged",
+    "hosts",
 }
 
 
@@ -98,6 +99,8 @@ def test_small_grid_writes_every_run(small_grid):
         assert len(run["test_labels"]) == run["sizes"]["test"]
         assert run["kappa_quadratic"] is None  # no task of the grid is ordinal
         assert run["classifier_converged"] is True  # every SVM of the grid converged
+        assert run["hosts"]["network"] == run["hosts"]["score"]  # one machine ran the grid
+        assert run["hosts"]["score"]["cpu"] != "unknown"
         leakage = run["leakage"]
         assert leakage["train_test"] == {"groups_crossing": 0, "exact": 0, "near": 0}
         assert leakage["source_target"]["audited"] and leakage["source_target"]["exact"] == 0

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 _held_locks: list[int] = []
@@ -183,6 +184,33 @@ def configure(
     from .jobs import phase
 
     phase("imports")
+
+
+# The CPU features whose kernels a job's arithmetic can take (oneDNN, Eigen, OpenBLAS pick
+# by them): on another CPU model the same seed's last digits differ
+VECTOR_EXTENSIONS = ("sse4", "avx", "fma", "amx")
+
+
+def host() -> dict[str, Any]:
+    """The CPU a job ran on. The same commit, data and seed on another CPU model give other
+    last digits, and training amplifies them into another network (the showcase on two
+    hosts: cells apart by up to 0.06 AUC, within the seed spread); a run record names its
+    hosts so that two records can be told apart by it rather than by guessing."""
+    import platform
+
+    fields: dict[str, str] = {}
+    with contextlib.suppress(OSError):  # no /proc/cpuinfo (macOS): the platform's name only
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+            if "model name" in fields and "flags" in fields:
+                break
+    flags = fields.get("flags", "").split()
+    return {
+        "machine": platform.machine(),
+        "cpu": fields.get("model name") or platform.processor() or "unknown",
+        "vector_extensions": sorted(f for f in flags if f.startswith(VECTOR_EXTENSIONS)),
+    }
 
 
 def versions() -> dict[str, str]:

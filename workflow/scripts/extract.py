@@ -51,6 +51,7 @@ with job_logging(snakemake, skip_teardown=True) as log:
         {
             "architecture": p.training["arch"],
             "keras_backend": p.training["keras_backend"],
+            "host": runtime.host(),
             "feature_layer": layer,
             "dims": int(features.shape[1]),
             "outputs": {name: list(x.shape[1:]) for name, x in zip(names[1:], extra, strict=True)},

@@ -54,6 +54,7 @@ with job_logging(snakemake, skip_teardown=True) as log:
         {
             "architecture": arch,
             "keras_backend": p.training["keras_backend"],
+            "host": runtime.host(),
             "feature_layer": layer,
             "variant": w.variant,
             "epochs_run": state.next_epoch,

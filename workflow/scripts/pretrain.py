@@ -64,6 +64,7 @@ with job_logging(snakemake, skip_teardown=True) as log:
             "train_seconds": round(state.train_seconds, 2),
             "feature_sample_labels": np.asarray(labels)[sample].tolist(),
             "versions": runtime.versions(),
+            "host": runtime.host(),
         },
     )
     remove_checkpoint(p.checkpoint_dir)

@@ -110,6 +110,11 @@ with job_logging(snakemake) as log:
         "mixed_precision": training.get("mixed_precision"),
         "xla": training.get("xla"),
         "versions": runtime.versions(),
+        # the CPUs of this job and of the job that made its network's outputs
+        "hosts": {
+            "score": runtime.host(),
+            "network": training.get("host") or extracted.get("host"),
+        },
         # provenance only (not a setting of this job): the config in force when it was scored
         "config_hash": config_hash(snakemake.config),
         "inputs": {k: str(v) for k, v in snakemake.input.items()},
