@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -49,6 +50,24 @@ def test_host_names_this_cpu_and_its_vector_extensions():
     assert set(host["vector_extensions"]) <= flags
     assert ("avx2" in flags) == ("avx2" in host["vector_extensions"])
     assert not any(f.startswith(("pse", "vme", "msr")) for f in host["vector_extensions"])
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    assert host["gpus"] == runtime.visible_gpu_names(runtime.gpu_listing(), visible)
+
+
+def test_a_jobs_gpus_are_those_cuda_visible_devices_lets_it_see():
+    listing = (
+        "GPU 0: NVIDIA H200 (UUID: GPU-1a2b)\n"
+        "GPU 1: NVIDIA A100-SXM4-80GB (UUID: GPU-3c4d)\n"
+        "  MIG 3g.40gb     Device  0: (UUID: MIG-5e6f)\n"
+    )
+    assert runtime.visible_gpu_names(listing, None) == ["NVIDIA H200", "NVIDIA A100-SXM4-80GB"]
+    assert runtime.visible_gpu_names(listing, "1") == ["NVIDIA A100-SXM4-80GB"]
+    assert runtime.visible_gpu_names(listing, "GPU-1a2b, 1") == [
+        "NVIDIA H200",
+        "NVIDIA A100-SXM4-80GB",
+    ]
+    assert runtime.visible_gpu_names(listing, "") == []  # hidden from every GPU
+    assert runtime.visible_gpu_names("", None) == []  # no driver
 
 
 def test_unknown_backend_names_the_key():

@@ -9,6 +9,7 @@ import fcntl
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,14 +22,30 @@ log = logging.getLogger(__name__)
 _held_locks: list[int] = []
 
 
-def visible_gpu_count() -> int:
+def gpu_listing() -> str:
+    """`nvidia-smi -L`: a line per GPU of the machine ("GPU 0: NVIDIA H200 (UUID: GPU-…)");
+    empty where there is none or no driver."""
     if not shutil.which("nvidia-smi"):
-        return 0
+        return ""
     try:
         out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
-        return 0
-    return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
+        return ""
+    return out.stdout
+
+
+def visible_gpu_count() -> int:
+    return sum(line.startswith("GPU ") for line in gpu_listing().splitlines())
+
+
+def visible_gpu_names(listing: str, visible: str | None) -> list[str]:
+    """The names of the GPUs a process may use: those of `listing` (`nvidia-smi -L`) that
+    CUDA_VISIBLE_DEVICES (`visible`: indices or UUIDs; unset: all) lets it see."""
+    gpus = re.findall(r"^GPU (\d+): (.+?) \(UUID: ([^)]+)\)", listing, re.M)
+    if visible is None:
+        return [name for _, name, _ in gpus]
+    names = {key: name for index, name, uuid in gpus for key in (index, uuid)}
+    return [names[key] for key in (v.strip() for v in visible.split(",")) if key in names]
 
 
 def claim_gpu(lock_dir: str | None = None, poll_s: float = 5.0) -> int | None:
@@ -192,10 +209,11 @@ VECTOR_EXTENSIONS = ("sse4", "avx", "fma", "amx")
 
 
 def host() -> dict[str, Any]:
-    """The CPU a job ran on. The same commit, data and seed on another CPU model give other
-    last digits, and training amplifies them into another network (the showcase on two
-    hosts: cells apart by up to 0.06 AUC, within the seed spread); a run record names its
-    hosts so that two records can be told apart by it rather than by guessing."""
+    """The CPU a job ran on, and the GPUs it could use. The same commit, data and seed on
+    another CPU model give other last digits, and training amplifies them into another
+    network (the showcase on two hosts: cells apart by up to 0.06 AUC, within the seed
+    spread). A run record names its hosts, so that two records that differ can be told
+    apart by them rather than by guessing (on a GPU, the GPU's kernels decide instead)."""
     import platform
 
     fields: dict[str, str] = {}
@@ -210,6 +228,7 @@ def host() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu": fields.get("model name") or platform.processor() or "unknown",
         "vector_extensions": sorted(f for f in flags if f.startswith(VECTOR_EXTENSIONS)),
+        "gpus": visible_gpu_names(gpu_listing(), os.environ.get("CUDA_VISIBLE_DEVICES")),
     }
 
 
