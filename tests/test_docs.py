@@ -104,6 +104,12 @@ def test_the_readme_and_showcase_page_say_what_the_showcase_took():
     assert_the_pages_quote(newest_record("showcase"))
     first = (REPO / "benchmarks" / "records" / "showcase-2026-11-30.txt").read_text()
     assert "120 of 120 run records equal the committed ones" in first
+    wall = int(re.search(r"wall=(\d+)", first)[1])  # the slower day's, quoted beside
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert f"and {round(wall / 60)} min on a slower day" in readme
+    assert f"jobs in {wall // 60} min {wall % 60} s" in " ".join(
+        (REPO / "docs" / "showcase.md").read_text().split()
+    )
     equal = re.search(
         r"(\d+) of 120 run records equal the committed ones", newest_record("showcase")
     )
