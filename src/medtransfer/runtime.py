@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import importlib.util
 import logging
 import os
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 _held_locks: list[int] = []
 
 
+@functools.cache  # a Keras job reads it twice (claim_gpu, host); the machine's GPUs stay
 def gpu_listing() -> str:
     """`nvidia-smi -L`: a line per GPU of the machine ("GPU 0: NVIDIA H200 (UUID: GPU-…)");
     empty where there is none or no driver."""

@@ -110,7 +110,7 @@ with job_logging(snakemake) as log:
         "mixed_precision": training.get("mixed_precision"),
         "xla": training.get("xla"),
         "versions": runtime.versions(),
-        # the CPUs of this job and of the job that made its network's outputs
+        # the CPU and GPUs of this job and of the job that made its network's outputs
         "hosts": {
             "score": runtime.host(),
             "network": training.get("host") or extracted.get("host"),
