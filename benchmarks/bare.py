@@ -10,6 +10,9 @@ one thread as a job has, but no Snakemake, no per-job process start-up or import
 checkpoints, no CKA probes, no files written; `model.fit` on in-memory arrays with the
 validation pass per epoch that early stopping needs. The ratio is what the workflow's
 structure costs on top of the arithmetic; with `--limit` it compares the first jobs only.
+Each job's start-up (its job seconds less its own work after the 'started' and 'imports'
+phases of its log) is summed apart, and the ratio without it printed beside: the distance
+that start-up alone makes, and the distance left inside the jobs.
 """
 
 from __future__ import annotations
@@ -160,14 +163,32 @@ def bare_jobs(grid, workdir: Path, limit: int | None) -> Iterator[tuple[str, flo
             yield rule, job()
 
 
-def workflow_seconds(workdir: Path, counts: dict[str, int]) -> dict[str, float]:
-    """Each rule's summed job seconds, over its first `counts[rule]` jobs by start time when
-    only some were redone bare."""
+def job_work(workdir: Path, benchmark: str) -> float:
+    """Seconds a job spent in its own code after its start-up: from the later of its
+    'started' and 'imports' phases (medtransfer.jobs) to its end."""
+    from grid import last_phases
+
+    folder = workdir / "results" / "benchmarks"
+    rule, *name = Path(benchmark).relative_to(folder).with_suffix("").parts
+    log = workdir / "logs" / rule / Path(*name).with_suffix(".log")
+    points = last_phases(log) if log.is_file() else None
+    if not points or "started" not in points:
+        raise SystemExit(f"{log}: no 'phases' line with 'started' (a grid run before it was "
+                         "logged): rerun the grid to split its start-up off")  # fmt: skip
+    return points["end"] - max(points["started"], points.get("imports", 0.0))
+
+
+def workflow_seconds(workdir: Path, counts: dict[str, int]) -> pd.DataFrame:
+    """Each rule's summed job seconds and, of them, its start-up (everything but the job's
+    own work: process, interpreter, Snakemake's preamble, imports, exit), over its first
+    `counts[rule]` jobs by start time when only some were redone bare."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     from grid import job_seconds
 
     jobs = job_seconds(workdir).sort_values("start")
-    return {rule: float(jobs[jobs.rule == rule].s.head(n).sum()) for rule, n in counts.items()}
+    chosen = pd.concat([jobs[jobs.rule == rule].head(n) for rule, n in counts.items()])
+    chosen["startup"] = chosen.s - [job_work(workdir, job) for job in chosen.job]
+    return chosen.groupby("rule")[["s", "startup"]].sum()
 
 
 def compare(workdir: Path, limit: int | None) -> pd.DataFrame:
@@ -177,18 +198,21 @@ def compare(workdir: Path, limit: int | None) -> pd.DataFrame:
     runtime.configure(1, 0, False, grid.config["keras_backend"])
     bare = pd.DataFrame(bare_jobs(grid, workdir, limit), columns=["rule", "bare_s"])
     per_rule = bare.groupby("rule", sort=False).bare_s.agg(["count", "sum"])
-    ours = workflow_seconds(workdir, per_rule["count"].to_dict())
+    ours = workflow_seconds(workdir, per_rule["count"].to_dict()).loc[per_rule.index]
     table = pd.DataFrame(
         {
             "rule": per_rule.index,
             "jobs": per_rule["count"].to_numpy(),
-            "workflow_job_s": [ours[rule] for rule in per_rule.index],
+            "workflow_job_s": ours.s.to_numpy(),
+            "startup_s": ours.startup.to_numpy(),
             "bare_s": per_rule["sum"].to_numpy(),
         }
     )
-    total = {"rule": "total", **table[["jobs", "workflow_job_s", "bare_s"]].sum().to_dict()}
-    table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+    sums = table[["jobs", "workflow_job_s", "startup_s", "bare_s"]].sum().to_dict()
+    table = pd.concat([table, pd.DataFrame([{"rule": "total", **sums}])], ignore_index=True)
     table["ratio"] = table.workflow_job_s / table.bare_s
+    # what the workflow would cost were each job's start-up gone: the distance left in-process
+    table["ratio_less_startup"] = (table.workflow_job_s - table.startup_s) / table.bare_s
     return table
 
 

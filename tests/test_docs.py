@@ -167,3 +167,19 @@ def test_the_workflow_catalog_file_names_the_mandatory_flag_and_the_env():
     assert "data_root=" in usage["mandatory-flags"]["flags"]
     assert usage["software-stack-deployment"]["conda"] is True
     assert (REPO / "envs" / "medtransfer.yaml").is_file() and usage["report"] is True
+
+
+def test_the_benchmark_page_quotes_the_bare_record_with_startup_apart():
+    """The workflow-against-bare table with start-up apart is the newest record's, row for
+    row (rounded as the page rounds)."""
+    record = newest_record("bare").split("ratio_less_startup")[-1]
+    page = " ".join((REPO / "benchmarks" / "README.md").read_text().split())
+    for line in record.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        rule, jobs, ours, startup, bare, ratio, less = line.split()
+        name = "total" if rule == "total" else rule
+        row = (f"| {name} ({int(float(jobs))}) | {float(ours):.1f} | {float(startup):.1f} | "
+               f"{float(bare):.1f} |")  # fmt: skip
+        assert row in page, row
+        assert f"{float(less):.2f}" in page

@@ -27,9 +27,11 @@ def process_age() -> float:
 
 
 class Phases:
-    """Points in a job's life, in seconds since its process started: 'imports' (interpreter,
-    packages, backend set up), 'model' (network built or loaded), 'first_epoch' or
-    'first_batch' (graph tracing or compilation plus the first step), then the end."""
+    """Points in a job's life, in seconds since its process started: 'started' (the job's
+    own code begins: the interpreter, Snakemake's preamble and the script's imports are
+    done), 'imports' (a Keras job's backend set up), 'model' (network built or loaded),
+    'first_epoch' or 'first_batch' (graph tracing or compilation plus the first step), then
+    the end."""
 
     def __init__(self) -> None:
         self.origin = time.monotonic() - process_age()
@@ -88,6 +90,7 @@ def job_logging(smk: Any, skip_teardown: bool = False) -> Iterator[logging.Logge
     )
     logger = logging.getLogger(f"medtransfer.{smk.rule}")
     logger.info("rule %s, wildcards %s, threads %s", smk.rule, dict(smk.wildcards), smk.threads)
+    phase("started")
     try:
         yield logger
     except Exception as error:
