@@ -8,7 +8,7 @@ from medtransfer.estimates import estimate_seeds, knn_seeds
 from medtransfer.io import read_json, write_csv
 from medtransfer.jobs import job_logging
 
-with job_logging(snakemake) as log:
+with job_logging(snakemake, skip_teardown=True) as log:
     w, p = snakemake.wildcards, snakemake.params
     features = np.load(snakemake.input.features, mmap_mode="r")
     with np.load(snakemake.input.outputs) as stored:

@@ -23,7 +23,7 @@ def optional_json(name):
     return read_json(snakemake.input[name]) if name in snakemake.input.keys() else {}
 
 
-with job_logging(snakemake) as log:
+with job_logging(snakemake, skip_teardown=True) as log:
     started = time.monotonic()
     w, p = snakemake.wildcards, snakemake.params
     seed, method = int(w.seed), parse_method(w.method)
