@@ -42,6 +42,15 @@ def test_the_same_architecture_at_the_same_size_twice_is_refused():
         check_config(config)
 
 
+def test_an_entry_with_both_image_size_and_image_sizes_is_refused():
+    """image_sizes would replace the entry's image_size without a word: say so instead."""
+    entry = {"name": "vgg16", "image_size": 48, "image_sizes": [64, 96]}
+    config = small_config(architectures=["vgg16", entry])
+    with pytest.raises(ConfigError, match=r"architectures.vgg16: image_size \(48\) and "
+                                          r"image_sizes \(\[64, 96\]\) both given"):  # fmt: skip
+        check_config(config)
+
+
 def frame(rows):
     return pd.DataFrame(rows, columns=["architecture", "target", "source", "method", "seed", "auc"])
 

@@ -267,6 +267,14 @@ def architecture_grids(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _check_architectures(config: dict[str, Any]) -> None:
+    for entry in config.get("architectures") or []:
+        # an entry's image_sizes would replace its image_size without a word
+        if isinstance(entry, dict) and "image_size" in entry and "image_sizes" in entry:
+            raise ConfigError(
+                f"architectures.{entry['name']}: image_size ({entry['image_size']}) and "
+                f"image_sizes ({entry['image_sizes']}) both given: keep one (image_sizes "
+                "runs the network at each size, the first as its own name)"
+            )
     grids = architecture_grids(config)
     for key, grid in grids.items():
         name, size = grid["architecture"], grid["image_size"]
