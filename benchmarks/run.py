@@ -134,11 +134,15 @@ def prepare_one_task(
 
 
 def bench_prepare(data: Path, n_per_class: int, size: int) -> dict:
-    """prepare (threads, JPEG draft decoding) vs a single-process Pillow loop."""
+    """prepare (threads, JPEG draft decoding) vs a single-process Pillow loop doing the same
+    work: each image decoded, resized and fingerprinted for the leakage audit (since
+    2026-11-22 prepare fingerprints while it decodes; a loop that only resized would compare
+    unequal work)."""
     from PIL import Image
 
     from medtransfer.adapters import open_dataset
     from medtransfer.data import select_task_items
+    from medtransfer.fingerprints import fingerprint
 
     spec = {"adapter": "folder", "path": "cats_vs_dogs_sample"}
     task = {"dataset": "cats_vs_dogs", "max_per_class": n_per_class}
@@ -150,7 +154,9 @@ def bench_prepare(data: Path, n_per_class: int, size: int) -> dict:
         out = np.empty((len(files), size, size, 3), np.uint8)
         for k, path in enumerate(files):
             with Image.open(path) as image:
-                out[k] = np.asarray(image.convert("RGB").resize((size, size)))
+                rgb = image.convert("RGB")
+                out[k] = np.asarray(rgb.resize((size, size)))
+                fingerprint(rgb)
         return out
 
     with tempfile.TemporaryDirectory() as tmp:
