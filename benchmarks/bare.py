@@ -30,6 +30,9 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 runpy.run_path(str(REPO / "workflow" / "scripts" / "_checkout.py"))  # this checkout's package
+sys.path.insert(0, str(REPO / "benchmarks"))
+from grid import job_seconds, last_phases  # noqa: E402  (benchmarks/grid.py, found just above)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 RULES = ("finetune", "extract", "score")
 
@@ -166,8 +169,6 @@ def bare_jobs(grid, workdir: Path, limit: int | None) -> Iterator[tuple[str, flo
 def job_work(workdir: Path, benchmark: str) -> float:
     """Seconds a job spent in its own code after its start-up: from the later of its
     'started' and 'imports' phases (medtransfer.jobs) to its end."""
-    from grid import last_phases
-
     folder = workdir / "results" / "benchmarks"
     rule, *name = Path(benchmark).relative_to(folder).with_suffix("").parts
     log = workdir / "logs" / rule / Path(*name).with_suffix(".log")
@@ -182,9 +183,6 @@ def workflow_seconds(workdir: Path, counts: dict[str, int]) -> pd.DataFrame:
     """Each rule's summed job seconds and, of them, its start-up (everything but the job's
     own work: process, interpreter, Snakemake's preamble, imports, exit), over its first
     `counts[rule]` jobs by start time when only some were redone bare."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from grid import job_seconds
-
     jobs = job_seconds(workdir).sort_values("start")
     chosen = pd.concat([jobs[jobs.rule == rule].head(n) for rule, n in counts.items()])
     chosen["startup"] = chosen.s - [job_work(workdir, job) for job in chosen.job]
