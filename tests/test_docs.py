@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -39,13 +40,24 @@ def test_the_readme_table_is_the_committed_showcase_table():
     shown = [line for line in (REPO / "README.md").read_text().splitlines()
              if line.startswith("|")]  # fmt: skip
     assert shown[:6] == committed[:6]
+    if "here none does" in (REPO / "README.md").read_text():  # what the text says of marks
+        assert not any("↑" in line or "↓" in line for line in shown[:6])
 
 
-def newest_record(kind: str) -> str:
+def newest_record_path(kind: str) -> Path:
     """The latest committed record of a kind of run (`benchmarks/records/KIND-DATE.txt`):
     the README quotes the newest, and an older one is kept only in git's history."""
     (path,) = sorted((REPO / "benchmarks" / "records").glob(f"{kind}-2*.txt"))[-1:]
-    return path.read_text()
+    return path
+
+
+def newest_record(kind: str) -> str:
+    return newest_record_path(kind).read_text()
+
+
+def record_date(kind: str) -> str:
+    """The date in the newest record's name (`KIND-YYYY-MM-DD.txt`)."""
+    return newest_record_path(kind).stem[-len("YYYY-MM-DD") :]
 
 
 def test_the_readme_timings_are_those_of_the_committed_records():
@@ -56,6 +68,7 @@ def test_the_readme_timings_are_those_of_the_committed_records():
     tests, minutes = re.search(r"(\d+) tests, (\d+) min on a clean clone", readme).groups()
     passed, seconds = re.search(r"(\d+) passed, .* in ([\d.]+)s", ci).groups()
     assert (tests, minutes) == (passed, str(int(float(seconds) // 60)))
+    assert f"{minutes} min on a clean clone on {record_date('ci')}" in readme
     tests, minutes = re.search(r"the fast loop (\d+) tests, ([\d.]+) min", readme).groups()
     passed, seconds = re.search(r"(\d+) passed, .* in ([\d.]+)s", fast).groups()
     assert tests == passed and float(minutes) == round(float(seconds) / 60, 1)
@@ -101,7 +114,8 @@ def test_the_readme_says_what_the_demo_holds_and_took():
 
 
 def test_the_readme_and_showcase_page_say_what_the_showcase_took():
-    assert_the_pages_quote(newest_record("showcase"))
+    readme = assert_the_pages_quote(newest_record("showcase"))
+    assert f"min on this project's 2-core machine on {record_date('showcase')}" in readme
     first = (REPO / "benchmarks" / "records" / "showcase-2026-11-30.txt").read_text()
     assert "120 of 120 run records equal the committed ones" in first
     wall = int(re.search(r"wall=(\d+)", first)[1])  # the slower day's, quoted beside
