@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -67,7 +67,8 @@ def _lapack_succeeded(info: int, what: str) -> None:
 
 def _tridiagonal_eigen(diagonal: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (ascending) and eigenvectors of a symmetric tridiagonal matrix, by divide
-    and conquer as numpy's eigh (faster here than MRRR); LAPACK's stevd refuses 1 x 1."""
+    and conquer as numpy's eigh (for all of them faster here than MRRR); LAPACK's stevd
+    refuses 1 x 1."""
     from scipy.linalg import lapack
 
     if len(diagonal) == 1:
@@ -75,6 +76,33 @@ def _tridiagonal_eigen(diagonal: np.ndarray, off: np.ndarray) -> tuple[np.ndarra
     values, vectors, info = lapack.dstevd(diagonal, off)
     _lapack_succeeded(info, "the eigendecomposition of the tridiagonal form of FᵀF")
     return values, vectors
+
+
+def _tridiagonal_values(diagonal: np.ndarray, off: np.ndarray) -> np.ndarray:
+    """Eigenvalues (ascending) of a symmetric tridiagonal matrix, without its vectors."""
+    from scipy.linalg import lapack
+
+    if len(diagonal) <= 1:  # LAPACK's wrapper refuses an empty off-diagonal
+        return diagonal.copy()
+    values, info = lapack.dsterf(diagonal, off)
+    _lapack_succeeded(info, "the eigenvalues of the tridiagonal form of FᵀF")
+    return values
+
+
+def _tridiagonal_vectors(diagonal: np.ndarray, off: np.ndarray, first: int, count: int):
+    """The eigenvectors of the `count` eigenvalues from the `first` smallest on (0-based) of
+    a symmetric tridiagonal matrix, ascending, by MRRR (LAPACK's stemr: O(d) a vector)."""
+    from scipy.linalg import lapack
+
+    if len(diagonal) == 1:
+        return np.ones((1, count))
+    found, _, vectors, info = lapack.dstemr(
+        diagonal, np.append(off, 0.0), 2, 0.0, 0.0, first + 1, first + count
+    )
+    _lapack_succeeded(info, "the eigenvectors of the tridiagonal form of FᵀF")
+    if found != count:
+        raise EstimatorError(f"LAPACK's stemr found {found} of {count} eigenvectors of FᵀF")
+    return vectors[:, :count]
 
 
 class _Reflectors:
@@ -117,57 +145,193 @@ class _Reflectors:
         return x
 
 
+NULL_RCOND = 1e-10  # eigenvalues at most this share of the largest: FᵀF's null space
+
+
 @dataclass(frozen=True)
 class Spectrum:
     """The eigendecomposition V diag(λ) Vᵀ of the centred FᵀF: H-score's pinv(Cov_f), the
     PCA of GBC and N-LEEP, and LogME's uncentred FᵀF by a rank-one update. At 4,096
     dimensions it is most of the estimators' cost, so it is computed once per feature matrix
-    and shared, and V is never formed: LogME and H-score read only Vᵀx for a few vectors x,
-    GBC and N-LEEP only the leading axes. With FᵀF = Q T Qᵀ (tridiagonal T) and T = W Λ Wᵀ,
-    V = Q W, so the work is the reduction to T, T's eigenvectors and Q applied to the few
-    columns asked for; a full eigendecomposition's back-transformation Q W of all d columns
-    is skipped (4,096 dimensions: 4.5 s instead of 7.2 s here, benchmarks/README.md)."""
+    and shared, and V is formed only where it has to be.
 
-    eigenvalues: np.ndarray  # ascending, clipped at 0
+    FᵀF = Q T Qᵀ with T tridiagonal (LAPACK's sytrd); T's eigenvalues need no vectors
+    (sterf). What the estimators read of V: GBC and N-LEEP the leading axes, which are Q
+    times T's leading eigenvectors, computed alone (MRRR); LogME and H-score only sums over
+    the axes of f(λ_i) (v_iᵀx)(v_iᵀy) for a few vectors x, y and f = 1/(α + βλ), 1/λ or λ,
+    which are xᵀ f(FᵀF) y = (Qᵀx)ᵀ f(T) (Qᵀy): tridiagonal solves in O(d). That takes T
+    non-singular; where it is not (no more rows than dimensions, units that vary together)
+    T's eigenvectors W are computed after all (divide and conquer) and V = Q W applied to
+    the few vectors. Columns that do not vary (dead or saturated units; all-zero ones of an
+    uncentred product) are exact null axes of their own and left out of T, so they alone
+    never cost that."""
+
+    eigenvalues: np.ndarray  # ascending, clipped at 0; the silent columns' zeros first
     n: int
     mean: np.ndarray  # subtracted before the product (zeros: uncentred)
+    silent: np.ndarray  # per column: exactly null in the product, left out of T
     reflectors: _Reflectors
-    tridiagonal_vectors: np.ndarray  # W, the eigenvectors of T, ascending as the eigenvalues
+    diagonal: np.ndarray  # T's
+    off: np.ndarray  # T's
+    _computed: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, features: np.ndarray, centred: bool) -> Spectrum:
         from scipy.linalg import blas, lapack
 
         mean = features.mean(axis=0) if centred else np.zeros(features.shape[1])
+        constant = np.ptp(features, axis=0) == 0
+        silent = constant if centred else constant & (features[0] == 0)
         rows = features - mean if centred else features
+        if silent.any():
+            rows = rows[:, ~silent]
         # rowsᵀ of C-ordered rows is Fortran-ordered: syrk reads it in place and writes the
         # lower half of FᵀF, all that sytrd reads
-        product = blas.dsyrk(1.0, rows.T, lower=1)
+        product = blas.dsyrk(1.0, rows.T, lower=1) if rows.shape[1] else np.zeros((0, 0))
         if not np.isfinite(product).all():
             raise EstimatorError(
                 f"features too large: FᵀF overflows float64 (largest |value| "
                 f"{float(np.abs(features).max()):.3g})"
             )
-        lwork, _ = lapack.dsytrd_lwork(len(product), lower=1)
-        reduced, diagonal, off, scales, info = lapack.dsytrd(
-            product, lower=1, lwork=int(lwork), overwrite_a=1
-        )
-        _lapack_succeeded(info, "the reduction of FᵀF to tridiagonal form")
-        values, w = _tridiagonal_eigen(diagonal, off)
+        if len(product) == 0:  # nothing varies
+            reduced, diagonal, off, scales = product, np.zeros(0), np.zeros(0), np.zeros(0)
+        else:
+            lwork, _ = lapack.dsytrd_lwork(len(product), lower=1)
+            reduced, diagonal, off, scales, info = lapack.dsytrd(
+                product, lower=1, lwork=int(lwork), overwrite_a=1
+            )
+            _lapack_succeeded(info, "the reduction of FᵀF to tridiagonal form")
+        values = _tridiagonal_values(diagonal, off)
+        eigenvalues = np.concatenate([np.zeros(int(silent.sum())), np.clip(values, 0.0, None)])
         reflectors = _Reflectors(reduced, scales)
-        return cls(np.clip(values, 0.0, None), len(features), mean, reflectors, w)
+        return cls(eigenvalues, len(features), mean, silent, reflectors, diagonal, off)
+
+    @property
+    def _tridiagonal_values(self) -> np.ndarray:
+        return self.eigenvalues[int(self.silent.sum()) :]
+
+    def _t_above(self, rcond: float) -> bool:
+        """Whether every eigenvalue of T exceeds `rcond` of the largest (so T solves)."""
+        values = self._tridiagonal_values
+        return len(values) == 0 or values[0] > rcond * values[-1]
+
+    def _reduce(self, x: np.ndarray) -> np.ndarray:
+        """Qᵀ x of the varying columns' rows of x."""
+        return self.reflectors.transpose_times(x[~self.silent])
+
+    def _t_solve(self, shift: float, scale: float, x: np.ndarray) -> np.ndarray:
+        """(shift I + scale T)⁻¹ x, T positive definite (LAPACK's ptsv)."""
+        from scipy.linalg import lapack
+
+        if len(self.diagonal) <= 1:  # LAPACK's wrapper refuses an empty off-diagonal
+            return x / (shift + scale * self.diagonal) if len(x) else x.copy()
+        *_, solution, info = lapack.dptsv(
+            shift + scale * self.diagonal, scale * self.off, x.reshape(len(x), -1)
+        )
+        _lapack_succeeded(info, "a solve with the tridiagonal form of FᵀF")
+        return solution.reshape(x.shape)
+
+    def _t_times(self, x: np.ndarray) -> np.ndarray:
+        """T x."""
+        product = self.diagonal * x
+        product[:-1] += self.off * x[1:]
+        product[1:] += self.off * x[:-1]
+        return product
+
+    @property
+    def _tridiagonal_vectors(self) -> np.ndarray:
+        """W, all of T's eigenvectors (computed once, where T does not solve)."""
+        if "w" not in self._computed:
+            self._computed["w"] = _tridiagonal_eigen(self.diagonal, self.off)[1]
+        return self._computed["w"]
 
     def project(self, x: np.ndarray) -> np.ndarray:
         """Vᵀ x: each column of x in the eigenbasis (rows ascending as the eigenvalues)."""
-        return self.tridiagonal_vectors.T @ self.reflectors.transpose_times(x)
+        varying = self._tridiagonal_vectors.T @ self._reduce(x)
+        return np.concatenate([x[self.silent], varying])
+
+    @property
+    def _solves(self) -> bool:
+        """Whether LogME's sums go through T (non-singular) rather than its eigenvectors."""
+        return self._t_above(NULL_RCOND)
+
+    def coordinates(self, x: np.ndarray) -> np.ndarray:
+        """x in an orthonormal basis in which `shifted_inverse` and `times` apply: Vᵀx, or
+        where T solves, the silent columns' rows of x above Qᵀ x."""
+        if not self._solves:
+            return self.project(x)
+        return np.concatenate([x[self.silent], self._reduce(x)])
+
+    def shifted_inverse(self, alpha: float, beta: float, y: np.ndarray) -> np.ndarray:
+        """(αI + βFᵀF)⁻¹ in `coordinates`, α > 0."""
+        if not self._solves:
+            scale = alpha + beta * self.eigenvalues
+            return y / (scale if y.ndim == 1 else scale[:, None])
+        first = int(self.silent.sum())
+        return np.concatenate([y[:first] / alpha, self._t_solve(alpha, beta, y[first:])])
+
+    def times(self, y: np.ndarray) -> np.ndarray:
+        """FᵀF in `coordinates`, of one vector."""
+        if not self._solves:
+            return self.eigenvalues * y
+        first = int(self.silent.sum())
+        return np.concatenate([np.zeros(first), self._t_times(y[first:])])
+
+    def pinv_quadratic(self, x: np.ndarray, rcond: float) -> np.ndarray:
+        """Σ_i (v_iᵀx)² / λ_i over the eigenvalues above `rcond` of the largest, per column
+        of x (xᵀ pinv(FᵀF) x)."""
+        if self._t_above(rcond):  # the silent axes are the only ones left out
+            reduced = self._reduce(x)
+            return np.sum(reduced * self._t_solve(0.0, 1.0, reduced), axis=0)
+        values = self.eigenvalues
+        kept = values > rcond * max(values.max(), 1e-300)
+        inverse = np.where(kept, 1.0 / np.where(kept, values, 1.0), 0.0)
+        return np.sum(self.project(x) ** 2 * inverse[:, None], axis=0)
+
+    def mean_in_range(self, tolerance: float = 1e-8) -> bool:
+        """Whether the mean lies where the centred features vary, to `tolerance` of its
+        length. Where it does not (no more rows than dimensions, or a unit constant at a
+        non-zero value, as a saturated ReLU6), LogME's rank-one update divides by α alone
+        along that direction and loses every digit once α is small."""
+        if self._solves:  # only the silent axes are null
+            outside = self.mean[self.silent]
+        else:
+            along = self.project(self.mean)
+            outside = along[self.eigenvalues <= NULL_RCOND * max(self.eigenvalues.max(), 1e-300)]
+        return float(np.linalg.norm(outside)) <= tolerance * max(
+            float(np.linalg.norm(self.mean)), 1e-300
+        )
 
     def leading_axes(self, n: int) -> np.ndarray:
-        """The `n` eigenvectors of the largest eigenvalues, largest first (d x n)."""
-        return self.reflectors.times(self.tridiagonal_vectors[:, ::-1][:, :n])
+        """The `n` eigenvectors of the largest eigenvalues, largest first (d x n). The widest
+        set asked for is kept: narrower ones are its first columns."""
+        widest = self._computed.get("axes")
+        if widest is None or widest.shape[1] < min(n, len(self.mean)):
+            widest = self._computed["axes"] = self._leading_axes(n)
+        return widest[:, :n]
+
+    def _leading_axes(self, n: int) -> np.ndarray:
+        size = len(self.diagonal)
+        count = min(n, size)
+        axes = np.zeros((len(self.mean), min(n, len(self.mean))))
+        if count:
+            vectors = _tridiagonal_vectors(self.diagonal, self.off, size - count, count)
+            axes[~self.silent, :count] = self.reflectors.times(vectors[:, ::-1])
+        # beyond T's axes, the silent columns' (null: any basis of it will do)
+        padding = np.flatnonzero(self.silent)[: axes.shape[1] - count]
+        axes[padding, count + np.arange(len(padding))] = 1.0
+        return axes
 
     def principal_components(self, features: np.ndarray, n: int) -> np.ndarray:
-        """The rows projected on the `n` leading principal axes (a centred spectrum)."""
-        return (features - self.mean) @ self.leading_axes(n)
+        """The rows projected on the `n` leading principal axes (a centred spectrum). The
+        widest projection of the same array is kept: narrower ones are its first columns."""
+        kept = self._computed.get("components")
+        if kept is None or kept[0] is not features or kept[1].shape[1] < min(n, len(self.mean)):
+            kept = self._computed["components"] = (
+                features,
+                (features - self.mean) @ self.leading_axes(n),
+            )
+        return kept[1][:, :n]
 
     def components_for(self, variance: float) -> int:
         """The fewest principal axes that keep `variance` of the total variance."""
@@ -180,10 +344,10 @@ def _logme_column(spectrum: Spectrum, b: np.ndarray, c: np.ndarray, y_norm2: flo
     et al. (Algorithm 1).
 
     LogME's model is of the uncentred features, FᵀF = CᵀC + n μμᵀ with C the centred rows:
-    in the eigenbasis V of CᵀC (eigenvalues λ, shared with H-score, GBC and N-LEEP) that is
-    diag(λ) + ccᵀ with c = √n Vᵀμ, so each quantity of an update follows from
-    Sherman-Morrison and the determinant lemma in O(d), without a second eigendecomposition.
-    `b` is VᵀFᵀy."""
+    with A = αI + βCᵀC (shared with H-score, GBC and N-LEEP) that is A + β ccᵀ for
+    c = √n μ, so each quantity of an update follows from Sherman-Morrison and the
+    determinant lemma by two solves with A, without a second decomposition. `b` is FᵀY and
+    `c` in the spectrum's `coordinates`."""
     n, lam, dims = spectrum.n, spectrum.eigenvalues, len(spectrum.eigenvalues)
     if not lam.any() and not c.any():
         # F = 0 (to float64's range; every unit of an untrained network dead): y = ε alone,
@@ -193,15 +357,15 @@ def _logme_column(spectrum: Spectrum, b: np.ndarray, c: np.ndarray, y_norm2: flo
 
     def posterior(alpha: float, beta: float) -> tuple[float, float, float, float, float]:
         """(γ, mᵀm, ||Fm - y||², log det(αI + βFᵀF)) at α, β, for m the posterior mean."""
-        d = alpha + beta * lam
-        u, v = b / d, c / d
+        u, v = spectrum.shifted_inverse(alpha, beta, np.column_stack([b, c])).T
         denom = 1.0 + beta * float(c @ v)
-        m = beta * (u - beta * v * float(c @ u) / denom)  # m in the eigenbasis
+        m = beta * (u - beta * v * float(c @ u) / denom)
         m2 = float(m @ m)
-        fm2 = float(lam @ m**2) + float(c @ m) ** 2  # ||Fm||²
+        fm2 = float(m @ spectrum.times(m)) + float(c @ m) ** 2  # ||Fm||²
         residual = max(fm2 - 2 * float(b @ m) + y_norm2, 1e-12)
         # γ = d - α tr((αI + βFᵀF)⁻¹), summed term by term: the difference loses every
         # digit where βλ << α (features near zero, as an untrained network's can be)
+        d = alpha + beta * lam
         gamma = float(np.sum(beta * lam / d)) + alpha * beta * float(v @ v) / denom
         logdet = float(np.sum(np.log(d))) + math.log(denom)
         return gamma, m2, residual, logdet, denom
@@ -231,19 +395,6 @@ def _logme_column(spectrum: Spectrum, b: np.ndarray, c: np.ndarray, y_norm2: flo
     return evidence / n
 
 
-def _mean_in_range(spectrum: Spectrum, along: np.ndarray, tolerance: float = 1e-8) -> bool:
-    """Whether the mean lies where the centred features vary. Where it does not (no more rows
-    than dimensions, or a unit constant at a non-zero value, as a saturated ReLU6), the
-    rank-one update divides by α alone along that direction and loses every digit once α is
-    small: LogME then decomposes the uncentred FᵀF itself, as before the update existed.
-    `along`: the mean in the eigenbasis."""
-    values = spectrum.eigenvalues
-    null = values <= 1e-10 * max(float(values.max()), 1e-300)
-    return float(np.linalg.norm(along[null])) <= tolerance * max(
-        float(np.linalg.norm(along)), 1e-300
-    )
-
-
 def logme(features: np.ndarray, labels: np.ndarray, spectrum: Spectrum | None = None) -> float:
     """LogME (You et al., "LogME: Practical Assessment of Pre-trained Models for Transfer
     Learning", ICML 2021): the mean over one-hot label columns of the maximum over α, β of
@@ -251,13 +402,13 @@ def logme(features: np.ndarray, labels: np.ndarray, spectrum: Spectrum | None = 
     as the authors'; computed from the centred spectrum the other estimators share)."""
     features, labels = _check(features, labels)
     spectrum = spectrum or Spectrum.of(features, centred=True)
-    along = spectrum.project(spectrum.mean)
-    if not _mean_in_range(spectrum, along):
-        spectrum = Spectrum.of(features, centred=False)  # then c = 0: the plain update
-        along = np.zeros_like(along)
+    if spectrum.mean_in_range():
+        c = math.sqrt(spectrum.n) * spectrum.coordinates(spectrum.mean)
+    else:  # the uncentred FᵀF itself, as before the update existed; then c = 0
+        spectrum = Spectrum.of(features, centred=False)
+        c = np.zeros(features.shape[1])
     targets = _one_hot(labels)
-    projected = spectrum.project(features.T @ targets)
-    c = math.sqrt(spectrum.n) * along
+    projected = spectrum.coordinates(features.T @ targets)
     return float(
         np.mean(
             [
@@ -290,10 +441,8 @@ def hscore(
     spectrum = spectrum or Spectrum.of(features, centred=True)
     classes, counts = np.unique(labels, return_counts=True)
     deviations = np.stack([features[labels == c].mean(axis=0) for c in classes]) - spectrum.mean
-    values = spectrum.eigenvalues / (n - 1)
-    kept = values > rcond * max(values.max(), 1e-300)
-    inverse = np.where(kept, 1.0 / np.where(kept, values, 1.0), 0.0)
-    quadratic = (spectrum.project(deviations.T).T ** 2 * inverse).sum(axis=1)
+    # pinv(Cov_f) = (n - 1) pinv(CᵀC), and the same eigenvalues are cut
+    quadratic = (n - 1) * spectrum.pinv_quadratic(deviations.T, rcond)
     return float(np.sum(counts / (n - 1) * quadratic))
 
 
@@ -417,6 +566,11 @@ def estimate_all(
     features, labels = _check(features, labels)
     uses_spectrum = {"logme", "hscore", "gbc", "nleep"} & set(estimators)
     centred = Spectrum.of(features, centred=True) if uses_spectrum else None
+    if centred is not None and {"gbc", "nleep"} <= set(estimators):
+        # N-LEEP's components first: GBC's are their first columns, one projection for both
+        centred.principal_components(
+            features, max(GBC_DIMS, centred.components_for(NLEEP_VARIANCE))
+        )
     table: dict[str, Callable[[], float | None]] = {
         "logme": lambda: logme(features, labels, centred),
         "hscore": lambda: hscore(features, labels, centred),
