@@ -1,12 +1,13 @@
-"""Where a grid's time goes, read from a finished grid's files, and the same small grid on each
-Keras backend side by side.
+"""Where a grid's time goes, read from a finished grid's files, and the same grid on each Keras
+backend side by side.
 
 - fixed cost per Keras rule: every Keras job logs `phases {...}` (medtransfer.jobs): seconds
   from its process start to 'imports' (interpreter, packages, backend), 'model' (built or
   loaded), the first epoch or first batch (tracing / compilation plus one step), and the end.
   Tracing is the first epoch less a later epoch's time (or the first predicted batch).
 - summed job time per rule: Snakemake's `benchmark:` files.
-- backends: the small grid (tests/configs/small.yaml) run once per backend from scratch:
+- backends: a grid (the small one, tests/configs/small.yaml, unless another config is named)
+  run once per backend from scratch:
   wall time, summed job time, per-rule fixed cost, and every (target, source, method)'s mean
   AUC with its seed-to-seed spread (max - min over seeds), so that a backend's numbers can be judged
   against the spread they must stay within.
@@ -112,9 +113,12 @@ def auc_summary(workdir: Path) -> pd.DataFrame:
     return out.reset_index()
 
 
-def run_small_grid(backend: str, data: Path, workdir: Path, cores: int) -> float:
-    """The small test grid from scratch on one backend; its wall time in seconds."""
-    config = yaml.safe_load((REPO / "tests" / "configs" / "small.yaml").read_text())
+SMALL_GRID = REPO / "tests" / "configs" / "small.yaml"
+
+
+def run_grid(config_file: Path, backend: str, data: Path, workdir: Path, cores: int) -> float:
+    """A grid from scratch on one backend; its wall time in seconds."""
+    config = yaml.safe_load(config_file.read_text())
     config.update(data_root=str(data), keras_backend=backend)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -124,19 +128,25 @@ def run_small_grid(backend: str, data: Path, workdir: Path, cores: int) -> float
     started = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"{backend}: the small grid failed:\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"{backend}: {config_file.name} failed:\n{result.stderr[-3000:]}")
     return time.monotonic() - started
 
 
-def compare_backends(backends: list[str], data: Path, cores: int, keep: Path | None) -> str:
-    """The side-by-side report of the small grid on each backend, as text."""
+def compare_backends(
+    backends: list[str],
+    data: Path,
+    cores: int,
+    keep: Path | None,
+    config_file: Path = SMALL_GRID,
+) -> str:
+    """The side-by-side report of one grid on each backend, as text."""
     lines, aucs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         root = keep or Path(tmp)
         summary = []
         for backend in backends:
             workdir = root / backend
-            wall = run_small_grid(backend, data, workdir, cores)
+            wall = run_grid(config_file, backend, data, workdir, cores)
             jobs = job_seconds(workdir)
             costs = fixed_cost(workdir).set_index("rule")
             keras_jobs = jobs[jobs.rule.isin(KERAS_RULES)]

@@ -8,6 +8,7 @@ classifier comparison uses generated 4096-d features.
     python benchmarks/run.py --small         # a quick smoke run (CI)
     python benchmarks/run.py --grid .        # also a finished grid's job time and fixed cost
     python benchmarks/run.py --backends tensorflow,jax   # the small grid on each backend
+    python benchmarks/run.py --backends tensorflow,torch --config config.yaml   # the first run
 """
 
 from __future__ import annotations
@@ -378,6 +379,11 @@ def main() -> int:
         help="comma-separated Keras backends: run the small grid on each, side by side "
         "(only this comparison)",
     )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="with --backends: this grid's config instead of the small grid's",
+    )
     parser.add_argument("--keep", type=Path, help="with --backends: keep the grids here")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
@@ -385,7 +391,8 @@ def main() -> int:
     if args.backends:
         from grid import compare_backends
 
-        print(compare_backends(args.backends.split(","), args.data, args.cores, args.keep))
+        grid = {"config_file": args.config.resolve()} if args.config else {}
+        print(compare_backends(args.backends.split(","), args.data, args.cores, args.keep, **grid))
         return 0
     if args.small:
         rows = [
