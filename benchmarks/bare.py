@@ -44,7 +44,7 @@ def load_grid(workdir: Path):
     from medtransfer.grid import Grid
 
     config = mtc.load_config(workdir / "config.yaml")
-    mtc.apply_includes(config, workdir)
+    mtc.apply_includes(config, REPO)  # as the Snakefile: from the checkout, not the workdir
     config.setdefault("data_root", "data")
     mtc.validate_schema(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
     mtc.check_config(config)
