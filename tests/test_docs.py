@@ -124,6 +124,16 @@ def test_the_readme_and_showcase_page_say_what_the_showcase_took():
     assert f"jobs in {wall // 60} min {wall % 60} s" in " ".join(
         (REPO / "docs" / "showcase.md").read_text().split()
     )
+    config = (REPO / "config" / "showcase.yaml").read_text()
+    comments = " ".join(word for word in config.split() if word != "#")
+    record = re.search(r"wall=(\d+) jobs=(\d+)", newest_record("showcase"))
+    newest, jobs = int(record[1]), int(record[2])
+    quoted = (
+        f"{jobs} jobs in {round(newest / 60)} min on a 2-core CPU "
+        f"({record_date('showcase')}; {round(wall / 60)} min on a slower day"
+    )
+    assert quoted in comments  # config/showcase.yaml's header
+    assert f"the whole grid took {round(wall / 60)} min" in comments
     equal = re.search(
         r"(\d+) of 120 run records equal the committed ones", newest_record("showcase")
     )
