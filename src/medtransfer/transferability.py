@@ -315,7 +315,11 @@ class Spectrum:
         count = min(n, size)
         axes = np.zeros((len(self.mean), min(n, len(self.mean))))
         if count:
-            vectors = _tridiagonal_vectors(self.diagonal, self.off, size - count, count)
+            vectors = (
+                _tridiagonal_vectors(self.diagonal, self.off, size - count, count)
+                if self._solves
+                else self._tridiagonal_vectors[:, size - count :]  # T singular: W is needed
+            )
             axes[~self.silent, :count] = self.reflectors.times(vectors[:, ::-1])
         # beyond T's axes, the silent columns' (null: any basis of it will do)
         padding = np.flatnonzero(self.silent)[: axes.shape[1] - count]
