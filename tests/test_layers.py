@@ -27,6 +27,7 @@ LAYERS = [
             "training",
             "classifiers",
             "filters",
+            "spectrum",
             "transferability",
         },
     ),

@@ -8,3 +8,8 @@ class ConfigError(ValueError):
 
 class DataError(ValueError):
     """Input data that cannot give correct results; the message names the file or class."""
+
+
+class EstimatorError(ValueError):
+    """Features or labels a transferability estimator cannot score; the message says which
+    and why."""
