@@ -389,10 +389,10 @@ def main() -> int:
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "benchmarks"))
     if args.backends:
-        from grid import compare_backends
+        from grid import SMALL_GRID, compare_backends
 
-        grid = {"config_file": args.config.resolve()} if args.config else {}
-        print(compare_backends(args.backends.split(","), args.data, args.cores, args.keep, **grid))
+        grid = args.config.resolve() if args.config else SMALL_GRID
+        print(compare_backends(args.backends.split(","), args.data, args.cores, args.keep, grid))
         return 0
     if args.small:
         rows = [

@@ -6,6 +6,7 @@ eigenvectors are formed only where they have to be."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -125,7 +126,7 @@ class Spectrum:
     reflectors: _Reflectors
     diagonal: np.ndarray  # T's
     off: np.ndarray  # T's
-    _computed: dict = field(default_factory=dict, compare=False, repr=False)
+    _computed: dict = field(default_factory=dict, compare=False, repr=False)  # widest sets
 
     @classmethod
     def of(cls, features: np.ndarray, centred: bool) -> Spectrum:
@@ -158,13 +159,14 @@ class Spectrum:
         reflectors = _Reflectors(reduced, scales)
         return cls(eigenvalues, len(features), mean, silent, reflectors, diagonal, off)
 
-    @property
-    def _tridiagonal_values(self) -> np.ndarray:
-        return self.eigenvalues[int(self.silent.sum()) :]
+    @cached_property
+    def _silent_count(self) -> int:
+        """How many axes are silent columns: the first of `eigenvalues` and `coordinates`."""
+        return int(self.silent.sum())
 
     def _t_above(self, rcond: float) -> bool:
         """Whether every eigenvalue of T exceeds `rcond` of the largest (so T solves)."""
-        values = self._tridiagonal_values
+        values = self.eigenvalues[self._silent_count :]
         return len(values) == 0 or values[0] > rcond * values[-1]
 
     def _reduce(self, x: np.ndarray) -> np.ndarray:
@@ -190,19 +192,17 @@ class Spectrum:
         product[1:] += self.off * x[:-1]
         return product
 
-    @property
+    @cached_property
     def _tridiagonal_vectors(self) -> np.ndarray:
         """W, all of T's eigenvectors (computed once, where T does not solve)."""
-        if "w" not in self._computed:
-            self._computed["w"] = _tridiagonal_eigen(self.diagonal, self.off)[1]
-        return self._computed["w"]
+        return _tridiagonal_eigen(self.diagonal, self.off)[1]
 
     def project(self, x: np.ndarray) -> np.ndarray:
         """Vᵀ x: each column of x in the eigenbasis (rows ascending as the eigenvalues)."""
         varying = self._tridiagonal_vectors.T @ self._reduce(x)
         return np.concatenate([x[self.silent], varying])
 
-    @property
+    @cached_property
     def _solves(self) -> bool:
         """Whether LogME's sums go through T (non-singular) rather than its eigenvectors."""
         return self._t_above(NULL_RCOND)
@@ -219,14 +219,14 @@ class Spectrum:
         if not self._solves:
             scale = alpha + beta * self.eigenvalues
             return y / (scale if y.ndim == 1 else scale[:, None])
-        first = int(self.silent.sum())
+        first = self._silent_count
         return np.concatenate([y[:first] / alpha, self._t_solve(alpha, beta, y[first:])])
 
     def times(self, y: np.ndarray) -> np.ndarray:
         """FᵀF in `coordinates`, of one vector."""
         if not self._solves:
             return self.eigenvalues * y
-        first = int(self.silent.sum())
+        first = self._silent_count
         return np.concatenate([np.zeros(first), self._t_times(y[first:])])
 
     def pinv_quadratic(self, x: np.ndarray, rcond: float) -> np.ndarray:
