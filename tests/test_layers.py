@@ -11,7 +11,7 @@ PACKAGE = REPO / "src" / "medtransfer"
 
 # bottom to top; docs/architecture.md describes the same layers
 LAYERS = [
-    ("foundation", {"errors", "io", "tables", "jobs", "runtime", "snakemake_locks"}),
+    ("foundation", {"errors", "io", "tables", "jobs", "runtime", "warm", "snakemake_locks"}),
     ("declarations", {"architectures", "config", "imagenet", "metrics"}),
     (
         "data",

@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from medtransfer.jobs import WARM_NOTE
+
 from .conftest import NATURAL_IMAGES_COUNTS, REPO, read_config, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -226,14 +228,20 @@ def test_second_run_schedules_nothing(small_grid):
 
 
 def test_rerun_gives_identical_metrics(small_grid, copy_of):
+    """The grid's jobs ran in forks of the warm interpreter; the same jobs, each in a fresh
+    process, give the same numbers to the last digit."""
     workdir = copy_of(small_grid)
     run = Path("results/vgg16/runs/blood/natural/ft-svm/seed0.json")
     before = json.loads((workdir / run).read_text())
     trained = workdir / "results/vgg16/finetune/blood/natural/all/seed0/training.json"
     trained_at = trained.stat().st_mtime_ns
-    snakemake(workdir, workdir / "config.yaml", "--cores", "2", str(run), "--forcerun", "finetune")
+    log = workdir / "logs/finetune/vgg16/blood_natural_all_seed0.log"
+    assert WARM_NOTE in log.read_text()
+    snakemake(workdir, workdir / "config.yaml", "--cores", "2", str(run), "--forcerun",
+              "finetune", "--config", "warm_start=False")  # fmt: skip
     after = json.loads((workdir / run).read_text())
     assert trained.stat().st_mtime_ns > trained_at  # the network really was trained again
+    assert WARM_NOTE not in log.read_text().split("rule finetune")[-1]  # a process of its own
     for key in (
         "auc_macro",
         "auc_per_class",

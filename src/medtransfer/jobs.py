@@ -14,6 +14,12 @@ from collections.abc import Iterator
 from typing import Any
 
 PHASE_LINE = "phases "
+WARM_NOTE = ", in a fork of the warm interpreter"
+IN_WARM_JOB_ENV = "MEDTRANSFER_WARM_JOB"  # set in a job forked by medtransfer.warm
+
+
+def in_warm_job() -> bool:
+    return IN_WARM_JOB_ENV in os.environ
 
 
 def process_age() -> float:
@@ -90,7 +96,8 @@ def job_logging(smk: Any, skip_teardown: bool = False) -> Iterator[logging.Logge
         force=True,
     )
     logger = logging.getLogger(f"medtransfer.{smk.rule}")
-    logger.info("rule %s, wildcards %s, threads %s", smk.rule, dict(smk.wildcards), smk.threads)
+    logger.info("rule %s, wildcards %s, threads %s%s", smk.rule, dict(smk.wildcards), smk.threads,
+                WARM_NOTE if in_warm_job() else "")  # fmt: skip
     phase("started")
     try:
         yield logger

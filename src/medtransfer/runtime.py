@@ -185,6 +185,16 @@ def _without_keras_optional_packages():
                 del sys.modules[name]
 
 
+def import_keras(backend: str) -> Any:
+    """Keras on `backend`, started without the optional packages it would import for parts
+    no job uses; the backend's settings (threads, determinism) are `configure`'s."""
+    select_backend(backend)
+    with _without_keras_optional_packages():
+        importlib.import_module(BACKEND_PACKAGES[backend])
+        import keras
+    return keras
+
+
 def configure(
     threads: int, seed: int, mixed_precision: bool = False, backend: str = DEFAULT_BACKEND
 ) -> None:
@@ -195,7 +205,7 @@ def configure(
     claim_gpu()
     with _without_keras_optional_packages():
         BACKEND_SETTINGS[backend](threads)
-        import keras
+    keras = import_keras(backend)
     if backend != "tensorflow":
         _keep_tensorflow_out()
     keras.utils.set_random_seed(seed)

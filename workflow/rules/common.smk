@@ -9,7 +9,7 @@ import sys
 # The package is imported from this checkout (the Snakefile imported _checkout), also where
 # it is not installed (conda envs that hold only its dependencies) or another one is.
 from medtransfer import config as mtc
-from medtransfer import imagenet
+from medtransfer import imagenet, runtime, warm
 from medtransfer.grid import *
 
 ENV = "../../envs/medtransfer.yaml"
@@ -147,6 +147,50 @@ REPORTING = describes_only(sys.argv)
 def get_final_outputs():
     outputs = GRID.final_outputs()
     return [path for path in outputs if os.path.exists(path)] if REPORTING else outputs
+
+
+# A local run's jobs start in forks of one process that has imported TensorFlow, Keras and
+# scikit-learn once (medtransfer.warm; the jobs' scripts hand themselves over in
+# _checkout.py): most of a short job on 2 cores was its process starting.
+WARM = {}
+WARM_LOG = logfile("warm", "interpreter")
+
+
+onstart:
+    WARM["process"] = start_warm_interpreter()
+
+
+onsuccess:
+    warm.stop(WARM.get("process"))
+
+
+onerror:
+    warm.stop(WARM.get("process"))
+    # A failed rebuild of the first architecture's Table II removes its outputs; their copies
+    # at results/ must go too, or they would show the table from before the failure.
+    for name in stale_primary_copies():
+        os.remove(name)
+
+
+def start_warm_interpreter():
+    cold = warm.reason_to_stay_cold(
+        wanted=config["warm_start"],
+        local=workflow.local_exec,
+        deployed=bool(workflow.deployment_settings.deployment_method),
+        backend=config["keras_backend"],
+        jobs=len(list(workflow.dag.needrun_jobs())),
+        gpus=runtime.visible_gpu_count(),
+    )
+    if cold:
+        logger.info(f"medtransfer: each job starts a process of its own ({cold})")
+        return None
+    logger.info(
+        "medtransfer: jobs start in forks of one warm interpreter (log: "
+        f"{WARM_LOG}; warm_start: false gives each job a process of its own)"
+    )
+    return warm.start(
+        config["keras_backend"], f"{workflow.basedir}/workflow/scripts", WARM_LOG
+    )
 
 
 def stale_primary_copies():

@@ -298,10 +298,3 @@ rule learning_curve:
         ENV
     script:
         "../scripts/learning_curve.py"
-
-
-onerror:
-    # A failed rebuild of the first architecture's Table II removes its outputs; their copies
-    # at results/ must go too, or they would show the table from before the failure.
-    for name in stale_primary_copies():
-        os.remove(name)

@@ -9,6 +9,7 @@ the Snakefile and the tests run this file by its path (runpy) instead.
 
 import importlib.abc
 import importlib.machinery
+import os
 import sys
 from pathlib import Path
 
@@ -28,3 +29,20 @@ if not any(type(finder).__name__ == "ThisCheckout" for finder in sys.meta_path):
     sys.meta_path.insert(0, ThisCheckout())
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
+
+
+def _hand_over_to_the_warm_interpreter():
+    """A job's script, first thing: where this run has a warm interpreter (`medtransfer.warm`),
+    the job runs in a fork of it and this process only waits for it; else here, as ever."""
+    job = getattr(sys.modules["__main__"], "snakemake", None)
+    if type(job).__name__ != "Snakemake" or not hasattr(job, "params"):
+        return  # not a job's script: the Snakefile, the warm interpreter, a test
+    from medtransfer import warm
+
+    training = job.params.get("training")
+    status = warm.hand_over(training["keras_backend"] if training else None)
+    if status is not None:
+        os._exit(status)
+
+
+_hand_over_to_the_warm_interpreter()
