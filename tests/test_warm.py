@@ -24,7 +24,7 @@ JOB = f"""
 import json, os, sys, time
 sys.path.insert(0, {str(REPO / "src")!r})
 from medtransfer import warm
-from medtransfer.jobs import in_warm_job
+from medtransfer.jobs import PHASES, in_warm_job, process_age
 status = warm.hand_over(os.environ.get("JOB_BACKEND") or None)
 if status is not None:
     os._exit(status)
@@ -38,6 +38,7 @@ print(json.dumps({{
     "value": os.environ.get("JOB_VALUE"), "keras_loaded": "keras" in sys.modules,
     "blas_threads": max(pool["num_threads"] for pool in threadpool_info()),
     "random": numpy.random.random(),
+    "age_by_phases": time.monotonic() - PHASES.origin, "age": process_age(),
 }}))
 print("to stderr", file=sys.stderr)
 sys.exit(int(os.environ.get("JOB_STATUS", "0")))
@@ -66,8 +67,11 @@ def run_job(folder: Path, **env: str) -> subprocess.CompletedProcess:
     script = folder / "job.py"
     script.write_text(JOB)
     job_env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", **env}
-    return subprocess.run([sys.executable, str(script)], cwd=folder, env=job_env,
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(script)], cwd=folder, env=job_env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    done.seconds = time.monotonic() - started
+    return done
 
 
 def test_a_job_runs_in_a_fork_as_in_a_process_of_its_own(warm_interpreter, tmp_path):
@@ -79,6 +83,8 @@ def test_a_job_runs_in_a_fork_as_in_a_process_of_its_own(warm_interpreter, tmp_p
     assert ran["cwd"] == str(tmp_path) and ran["value"] == "seed 3"
     assert ran["blas_threads"] == 1
     assert done.stderr.strip() == "to stderr"
+    # its phases count from the job's own process, which started before the fork
+    assert ran["age"] < ran["age_by_phases"] < done.seconds
     again = json.loads(run_job(tmp_path).stdout)
     assert again["random"] != ran["random"]  # each fork draws its own global random state
 

@@ -39,8 +39,10 @@ class Phases:
     'first_epoch' or 'first_batch' (graph tracing or compilation plus the first step), then
     the end."""
 
-    def __init__(self) -> None:
-        self.origin = time.monotonic() - process_age()
+    def __init__(self, origin: float | None = None) -> None:
+        # `origin`: another process's start on the same clock (a job's own process, whose
+        # job runs in a fork of the warm interpreter)
+        self.origin = time.monotonic() - process_age() if origin is None else origin
         self.points: dict[str, float] = {}
         self.notes: dict[str, Any] = {}
 

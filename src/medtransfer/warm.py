@@ -36,7 +36,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .jobs import IN_WARM_JOB_ENV
+from . import jobs
 
 ADDRESS_ENV = "MEDTRANSFER_WARM"  # "<host>|<socket path>", for the jobs of this run
 # the backends whose import a fork may share: JAX reads its XLA flags when it starts
@@ -126,6 +126,7 @@ def hand_over(backend: str | None) -> int | None:
         "env": dict(os.environ),
         "executable": sys.executable,
         "backend": backend,
+        "origin": jobs.PHASES.origin,
     }
     channel = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
@@ -165,7 +166,7 @@ class Server:
         os.replace(staging, path)  # listening before any job can see it
         self.path = path
         self.selector.register(self.listener, selectors.EVENT_READ, self._accept)
-        self.jobs: dict[int, tuple[socket.socket, int]] = {}  # pid -> (connection, pidfd)
+        self.forks: dict[int, tuple[socket.socket, int]] = {}  # pid -> (connection, pidfd)
 
     def serve(self) -> None:
         try:
@@ -173,7 +174,7 @@ class Server:
                 for key, _ in self.selector.select(timeout=1.0):
                     key.data(key.fileobj)
         finally:
-            for pid in list(self.jobs):
+            for pid in list(self.forks):
                 self._end(pid)
             os.unlink(self.path)
 
@@ -204,13 +205,13 @@ class Server:
         for fd in fds:
             os.close(fd)
         pidfd = os.pidfd_open(pid)
-        self.jobs[pid] = (connection, pidfd)
+        self.forks[pid] = (connection, pidfd)
         self.selector.register(pidfd, selectors.EVENT_READ, lambda _, pid=pid: self._ended(pid))
         self.selector.register(connection, selectors.EVENT_READ, lambda _, p=pid: self._end(p))
         connection.send(json.dumps({"accepted": True, "pid": pid}).encode())
 
     def _ended(self, pid: int) -> None:
-        connection, _ = self.jobs[pid]
+        connection, _ = self.forks[pid]
         status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
         status = status if status >= 0 else 128 - status  # killed by a signal: as a shell says
         with contextlib.suppress(OSError):  # the job's own process is gone
@@ -219,15 +220,15 @@ class Server:
 
     def _end(self, pid: int) -> None:
         """The job's own process is gone (Snakemake stopped it): its fork goes too."""
-        if pid not in self.jobs:  # its fork ended in the same round
+        if pid not in self.forks:  # its fork ended in the same round
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         self._forget(pid)
 
     def _forget(self, pid: int) -> None:
-        connection, pidfd = self.jobs.pop(pid)
+        connection, pidfd = self.forks.pop(pid)
         self.selector.unregister(pidfd)
         self.selector.unregister(connection)
         os.close(pidfd)
@@ -235,26 +236,28 @@ class Server:
 
     def _close_all(self) -> None:
         """In a fork: none of the warm process's sockets stay open in a job."""
-        for connection, pidfd in self.jobs.values():
+        for connection, pidfd in self.forks.values():
             connection.close()
             os.close(pidfd)
         self.listener.close()
         self.selector.close()
 
 
-def _die_with_parent() -> None:
-    """A job's fork ends when the warm process does, however that ends."""
+def _die_with_parent(sig: signal.Signals) -> None:
+    """Receive `sig` when the parent process ends, however it ends (Linux's prctl)."""
     import ctypes
 
+    parent = os.getppid()
     pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, sig)
+    if os.getppid() != parent:  # it ended before the call
+        os.kill(os.getpid(), sig)
 
 
 def _fresh_process_state(request: dict[str, Any], fds: list[int]) -> None:
     """What a job's own process would have had: its streams, folder, environment, thread
     counts and global random state."""
-    os.setsid()  # a group of its own: the warm process ends the job's whole group
-    _die_with_parent()
+    _die_with_parent(signal.SIGKILL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for target, fd in enumerate(fds):
@@ -264,7 +267,8 @@ def _fresh_process_state(request: dict[str, Any], fds: list[int]) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     os.environ.pop(ADDRESS_ENV, None)
-    os.environ[IN_WARM_JOB_ENV] = str(os.getppid())
+    os.environ[jobs.IN_WARM_JOB_ENV] = str(os.getppid())
+    jobs.PHASES = jobs.Phases(request["origin"])  # the job's times count from its own process
     threads = request["env"].get("OPENBLAS_NUM_THREADS")
     if threads:
         from threadpoolctl import threadpool_limits
@@ -298,5 +302,6 @@ def run_job(request: dict[str, Any], fds: list[int]) -> None:
 def main(argv: list[str]) -> None:
     path, backend, parent = argv
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _die_with_parent(signal.SIGTERM)  # Snakemake gone, however: this process and its forks
     preload(backend)
     Server(path, backend, int(parent)).serve()
