@@ -16,6 +16,7 @@ backend side by side.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -29,6 +30,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 KERAS_RULES = ("pretrain", "extract", "finetune", "filters")
 PHASE_LINE = "phases "  # medtransfer.jobs.PHASE_LINE (not imported: no package needed here)
+WARM_NOTE = ", in a fork of the warm interpreter"  # medtransfer.jobs.WARM_NOTE
 
 
 def last_phases(log: Path) -> dict | None:
@@ -38,6 +40,12 @@ def last_phases(log: Path) -> dict | None:
         if PHASE_LINE in line and "{" in line:
             found = json.loads(line.split(PHASE_LINE, 1)[1])
     return found
+
+
+def ran_warm(log: Path) -> bool:
+    """Whether a log's last job ran in a fork of the warm interpreter (medtransfer.warm)."""
+    starts = re.findall(r"rule \S+, wildcards .*", log.read_text(errors="replace"))
+    return bool(starts) and WARM_NOTE in starts[-1]
 
 
 def split_phases(points: dict) -> dict[str, float]:
@@ -66,9 +74,10 @@ def job_phases(workdir: Path) -> pd.DataFrame:
         rule = log.relative_to(workdir / "logs").parts[0]
         points = last_phases(log) if rule in KERAS_RULES else None
         if points:
-            rows.append({"rule": rule, "job": str(log), **split_phases(points)})
-    return pd.DataFrame(rows, columns=["rule", "job", "startup", "build", "trace", "work",
-                                       "total"])  # fmt: skip
+            rows.append({"rule": rule, "job": str(log), "warm": ran_warm(log),
+                         **split_phases(points)})  # fmt: skip
+    return pd.DataFrame(rows, columns=["rule", "job", "warm", "startup", "build", "trace",
+                                       "work", "total"])  # fmt: skip
 
 
 def fixed_cost(workdir: Path) -> pd.DataFrame:
@@ -76,6 +85,7 @@ def fixed_cost(workdir: Path) -> pd.DataFrame:
     jobs = job_phases(workdir)
     table = jobs.groupby("rule")[["startup", "build", "trace", "work", "total"]].median()
     table.insert(0, "jobs", jobs.groupby("rule").size())
+    table.insert(1, "warm", jobs.groupby("rule").warm.sum())
     sums = jobs.groupby("rule")[["startup", "build", "trace", "total"]].sum()
     table["fixed_share"] = (sums.startup + sums.build + sums.trace) / sums.total
     return table.reset_index()

@@ -48,7 +48,11 @@ def test_fixed_cost_table_reads_every_keras_job_of_a_grid(small_grid):
     parts = phases[["startup", "build", "trace", "work"]]
     assert (parts >= 0).all().all()
     assert ((parts.sum(axis=1) - phases.total).abs() < 1e-6).all()
-    assert (phases.startup > 0.5).all()  # an interpreter and Keras cannot start for free
+    # a job in a fork of the warm interpreter starts in the time its own process takes to
+    # hand it over; one that came before the warm process listened imports Keras itself
+    assert phases.warm.sum() >= len(phases) / 2
+    assert phases[phases.warm].startup.between(0.05, 1.0).all()
+    assert (phases[~phases.warm].startup > 0.5).all()
     # no job's phases outlast Snakemake's measurement of the same job
     measured = job_seconds(small_grid)
     keras_jobs = measured[measured.rule.isin(["pretrain", "extract", "finetune", "filters"])]
@@ -99,3 +103,13 @@ def test_the_gpu_check_runs_dry_on_the_cpu():
         line = next(x for x in out.splitlines() if x.startswith(network + " "))
         rates = [float(v) for v in line.split()[len(network.split()) : len(network.split()) + 4]]
         assert all(r > 0 for r in rates), line
+
+
+def test_the_benchmarks_read_the_log_lines_the_jobs_write():
+    """benchmarks/grid.py spells the jobs' log markers itself (it imports no package)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import grid
+
+    from medtransfer import jobs
+
+    assert (grid.PHASE_LINE, grid.WARM_NOTE) == (jobs.PHASE_LINE, jobs.WARM_NOTE)
