@@ -387,6 +387,9 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="with --backends: keep the grids here")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
+    unused = [name for name in ("config", "keep") if getattr(args, name) and not args.backends]
+    if unused:  # the other comparisons would run and silently ignore them
+        parser.error(f"--{unused[0]} goes with --backends (the grids it compares)")
     sys.path.insert(0, str(REPO / "benchmarks"))
     if args.backends:
         from grid import SMALL_GRID, compare_backends

@@ -113,3 +113,11 @@ def test_the_benchmarks_read_the_log_lines_the_jobs_write():
     from medtransfer import jobs
 
     assert (grid.PHASE_LINE, grid.WARM_NOTE) == (jobs.PHASE_LINE, jobs.WARM_NOTE)
+
+
+def test_a_grid_for_the_backends_comparison_alone_is_refused_elsewhere():
+    """--config names the grid --backends compares; without it the other comparisons would
+    run and ignore it."""
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--config",
+                           "config.yaml"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and "--config goes with --backends" in done.stderr
