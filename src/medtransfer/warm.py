@@ -304,4 +304,13 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     _die_with_parent(signal.SIGTERM)  # Snakemake gone, however: this process and its forks
     preload(backend)
-    Server(path, backend, int(parent)).serve()
+    status = 0
+    try:
+        Server(path, backend, int(parent)).serve()
+    except SystemExit:  # SIGTERM: the run ended
+        pass
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    sys.stderr.flush()
+    os._exit(status)  # not tearing TensorFlow down: Snakemake waits for this process to end
