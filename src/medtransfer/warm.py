@@ -181,19 +181,19 @@ class Server:
     def _accept(self, listener: socket.socket) -> None:
         connection, _ = listener.accept()
         connection.settimeout(10)
+        fds: list[int] = []
         try:
             message, fds, _, _ = socket.recv_fds(connection, MESSAGE_BYTES, 3)
             request = json.loads(message)
-        except (OSError, ValueError):
-            connection.close()
-            return
-        if request["executable"] != sys.executable or request["backend"] not in (
-            None,
-            self.backend,
-        ):
+            accepted = len(fds) == 3 and request["executable"] == sys.executable
+            accepted = accepted and request["backend"] in (None, self.backend)
+        except (OSError, ValueError, KeyError):  # not a job's request
+            accepted = False
+        if not accepted:
             for fd in fds:
                 os.close(fd)
-            connection.send(json.dumps({"accepted": False}).encode())
+            with contextlib.suppress(OSError):
+                connection.send(json.dumps({"accepted": False}).encode())
             connection.close()
             return
         sys.stdout.flush()
